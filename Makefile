@@ -1,0 +1,52 @@
+# tradeplane: the two commands are `make up` (the whole platform, embedded default)
+# and `make test` (the whole suite). Both install what they need first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MANIFESTS := requirements-dev.txt $(wildcard gen/python/pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml gateway/pyproject.toml)
+
+.PHONY: up test test-fast protos protos-check lint typecheck check bench clean install
+
+install: $(STAMP)
+
+$(STAMP): $(MANIFESTS) scripts/bootstrap.sh
+	@scripts/bootstrap.sh
+	@touch $(STAMP)
+
+## Start every service (and the gateway when present) on the embedded default; Ctrl-C stops all.
+up: $(STAMP)
+	@$(PY) -m tradeplane.platform up
+
+## Run the whole test suite.
+test: $(STAMP)
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+## Regenerate gen/python from protos/ (messages, gRPC stubs, .pyi).
+protos: $(STAMP)
+	@cd protos && ../$(VENV)/bin/buf format -w && ../$(VENV)/bin/buf lint
+	@scripts/gen_protos.sh
+
+## Fail when protos are unformatted, fail lint, or gen/python is not what `make protos` makes.
+protos-check: $(STAMP)
+	@cd protos && ../$(VENV)/bin/buf format -d --exit-code && ../$(VENV)/bin/buf lint
+	@scripts/gen_protos.sh >/dev/null
+	@if [ -n "$$(git status --porcelain -- gen/python)" ]; then \
+	  echo "error: gen/python is stale; run 'make protos' and commit the result:"; \
+	  git status --porcelain -- gen/python; exit 1; fi
+	@echo "protos: formatted, lint clean, generated code current"
+
+lint: $(STAMP)
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	@$(VENV)/bin/mypy libs/runtime/src/tradeplane/runtime services/*/src/tradeplane/*/domain
+
+check: protos-check lint typecheck test
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
