@@ -26,19 +26,27 @@ from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etrading/common/v1/common.proto\x12\x11trading.common.v1\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\tTimeRange\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x05Money\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\t*P\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x0e\n\nSCOPE_READ\x10\x01\x12\x0f\n\x0bSCOPE_TRADE\x10\x02\x12\x0f\n\x0bSCOPE_ADMIN\x10\x03*9\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SIDE_BUY\x10\x01\x12\r\n\tSIDE_SELL\x10\x02:R\n\x0erequired_scope\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0e\x32\x18.trading.common.v1.Scopeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etrading/common/v1/common.proto\x12\x11trading.common.v1\x1a google/protobuf/descriptor.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"_\n\tTimeRange\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\")\n\x05Money\x12\x10\n\x08\x63urrency\x18\x01 \x01(\t\x12\x0e\n\x06\x61mount\x18\x02 \x01(\t\"\xb2\x01\n\rParameterSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12.\n\x04type\x18\x02 \x01(\x0e\x32 .trading.common.v1.ParameterType\x12\x15\n\rdefault_value\x18\x03 \x01(\t\x12\x0b\n\x03min\x18\x04 \x01(\t\x12\x0b\n\x03max\x18\x05 \x01(\t\x12\x0c\n\x04step\x18\x06 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x07 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\"\xab\x01\n\x12StrategyDefinition\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x34\n\nparameters\x18\x04 \x03(\x0b\x32 .trading.common.v1.ParameterSpec\x12\x12\n\nindicators\x18\x05 \x03(\t\x12\x12\n\nvectorised\x18\x06 \x01(\x08*P\n\x05Scope\x12\x15\n\x11SCOPE_UNSPECIFIED\x10\x00\x12\x0e\n\nSCOPE_READ\x10\x01\x12\x0f\n\x0bSCOPE_TRADE\x10\x02\x12\x0f\n\x0bSCOPE_ADMIN\x10\x03*9\n\x04Side\x12\x14\n\x10SIDE_UNSPECIFIED\x10\x00\x12\x0c\n\x08SIDE_BUY\x10\x01\x12\r\n\tSIDE_SELL\x10\x02*d\n\x05Venue\x12\x15\n\x11VENUE_UNSPECIFIED\x10\x00\x12\x0f\n\x0bVENUE_PAPER\x10\x01\x12\x12\n\x0eVENUE_COINBASE\x10\x02\x12\x10\n\x0cVENUE_SOLANA\x10\x03\x12\r\n\tVENUE_EVM\x10\x04*\xcc\x01\n\rParameterType\x12\x1e\n\x1aPARAMETER_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12PARAMETER_TYPE_INT\x10\x01\x12\x18\n\x14PARAMETER_TYPE_FLOAT\x10\x02\x12\x1a\n\x16PARAMETER_TYPE_DECIMAL\x10\x03\x12\x17\n\x13PARAMETER_TYPE_BOOL\x10\x04\x12\x19\n\x15PARAMETER_TYPE_STRING\x10\x05\x12\x19\n\x15PARAMETER_TYPE_CHOICE\x10\x06:R\n\x0erequired_scope\x12\x1e.google.protobuf.MethodOptions\x18\xd1\x86\x03 \x01(\x0e\x32\x18.trading.common.v1.Scopeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'trading.common.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SCOPE']._serialized_start=260
-  _globals['_SCOPE']._serialized_end=340
-  _globals['_SIDE']._serialized_start=342
-  _globals['_SIDE']._serialized_end=399
+  _globals['_SCOPE']._serialized_start=615
+  _globals['_SCOPE']._serialized_end=695
+  _globals['_SIDE']._serialized_start=697
+  _globals['_SIDE']._serialized_end=754
+  _globals['_VENUE']._serialized_start=756
+  _globals['_VENUE']._serialized_end=856
+  _globals['_PARAMETERTYPE']._serialized_start=859
+  _globals['_PARAMETERTYPE']._serialized_end=1063
   _globals['_TIMERANGE']._serialized_start=120
   _globals['_TIMERANGE']._serialized_end=215
   _globals['_MONEY']._serialized_start=217
   _globals['_MONEY']._serialized_end=258
+  _globals['_PARAMETERSPEC']._serialized_start=261
+  _globals['_PARAMETERSPEC']._serialized_end=439
+  _globals['_STRATEGYDEFINITION']._serialized_start=442
+  _globals['_STRATEGYDEFINITION']._serialized_end=613
 # @@protoc_insertion_point(module_scope)

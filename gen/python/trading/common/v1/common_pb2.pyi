@@ -3,10 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import descriptor_pb2 as _descriptor_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf.internal import extension_dict as _extension_dict
 import builtins as _builtins
@@ -74,6 +76,78 @@ SIDE_SELL: Side.ValueType  # 2
 """Sell the base currency for the quote currency."""
 Global___Side: _TypeAlias = Side  # noqa: Y015
 
+class _Venue:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VenueEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Venue.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VENUE_UNSPECIFIED: _Venue.ValueType  # 0
+    """Not set; where a request allows it, the account's configured venue is used."""
+    VENUE_PAPER: _Venue.ValueType  # 1
+    """The built-in paper venue: simulated fills against live market data (the embedded default)."""
+    VENUE_COINBASE: _Venue.ValueType  # 2
+    """Coinbase Advanced Trade."""
+    VENUE_SOLANA: _Venue.ValueType  # 3
+    """A Solana address, monitored read-only (wallets only; never an execution venue)."""
+    VENUE_EVM: _Venue.ValueType  # 4
+    """An EVM-chain address, monitored read-only (wallets only; never an execution venue)."""
+
+class Venue(_Venue, metaclass=_VenueEnumTypeWrapper):
+    """Where orders are executed and balances are held."""
+
+VENUE_UNSPECIFIED: Venue.ValueType  # 0
+"""Not set; where a request allows it, the account's configured venue is used."""
+VENUE_PAPER: Venue.ValueType  # 1
+"""The built-in paper venue: simulated fills against live market data (the embedded default)."""
+VENUE_COINBASE: Venue.ValueType  # 2
+"""Coinbase Advanced Trade."""
+VENUE_SOLANA: Venue.ValueType  # 3
+"""A Solana address, monitored read-only (wallets only; never an execution venue)."""
+VENUE_EVM: Venue.ValueType  # 4
+"""An EVM-chain address, monitored read-only (wallets only; never an execution venue)."""
+Global___Venue: _TypeAlias = Venue  # noqa: Y015
+
+class _ParameterType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ParameterTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ParameterType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PARAMETER_TYPE_UNSPECIFIED: _ParameterType.ValueType  # 0
+    """Not set; invalid in a spec."""
+    PARAMETER_TYPE_INT: _ParameterType.ValueType  # 1
+    """A whole number, e.g. "20"."""
+    PARAMETER_TYPE_FLOAT: _ParameterType.ValueType  # 2
+    """A floating-point number for non-monetary settings, e.g. "2.5" standard deviations."""
+    PARAMETER_TYPE_DECIMAL: _ParameterType.ValueType  # 3
+    """An exact decimal for prices, sizes and amounts, e.g. "0.015"."""
+    PARAMETER_TYPE_BOOL: _ParameterType.ValueType  # 4
+    """"true" or "false"."""
+    PARAMETER_TYPE_STRING: _ParameterType.ValueType  # 5
+    """Free text."""
+    PARAMETER_TYPE_CHOICE: _ParameterType.ValueType  # 6
+    """One of the values listed in `ParameterSpec.choices`."""
+
+class ParameterType(_ParameterType, metaclass=_ParameterTypeEnumTypeWrapper):
+    """Type of a strategy parameter; decides how its string value is parsed."""
+
+PARAMETER_TYPE_UNSPECIFIED: ParameterType.ValueType  # 0
+"""Not set; invalid in a spec."""
+PARAMETER_TYPE_INT: ParameterType.ValueType  # 1
+"""A whole number, e.g. "20"."""
+PARAMETER_TYPE_FLOAT: ParameterType.ValueType  # 2
+"""A floating-point number for non-monetary settings, e.g. "2.5" standard deviations."""
+PARAMETER_TYPE_DECIMAL: ParameterType.ValueType  # 3
+"""An exact decimal for prices, sizes and amounts, e.g. "0.015"."""
+PARAMETER_TYPE_BOOL: ParameterType.ValueType  # 4
+""""true" or "false"."""
+PARAMETER_TYPE_STRING: ParameterType.ValueType  # 5
+"""Free text."""
+PARAMETER_TYPE_CHOICE: ParameterType.ValueType  # 6
+"""One of the values listed in `ParameterSpec.choices`."""
+Global___ParameterType: _TypeAlias = ParameterType  # noqa: Y015
+
 @_typing.final
 class TimeRange(_message.Message):
     """A half-open time interval [start, end)."""
@@ -129,6 +203,110 @@ class Money(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Money: _TypeAlias = Money  # noqa: Y015
+
+@_typing.final
+class ParameterSpec(_message.Message):
+    """Declares one parameter a strategy accepts. Parameter values travel as strings in
+    `map<string, string> params` and are parsed by `type`; bounds are inclusive.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    DEFAULT_VALUE_FIELD_NUMBER: _builtins.int
+    MIN_FIELD_NUMBER: _builtins.int
+    MAX_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Parameter name, e.g. "fast_period"."""
+    type: Global___ParameterType.ValueType
+    """How the value is parsed."""
+    default_value: _builtins.str
+    """Default value as a string; used when the parameter is absent."""
+    min: _builtins.str
+    """Inclusive minimum for numeric types; empty when unbounded."""
+    max: _builtins.str
+    """Inclusive maximum for numeric types; empty when unbounded."""
+    step: _builtins.str
+    """Suggested step for sweeps and UI sliders; empty when not meaningful."""
+    description: _builtins.str
+    """Human-readable description shown in the UI and CLI."""
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Allowed values for PARAMETER_TYPE_CHOICE."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: Global___ParameterType.ValueType = ...,
+        default_value: _builtins.str = ...,
+        min: _builtins.str = ...,
+        max: _builtins.str = ...,
+        step: _builtins.str = ...,
+        choices: _abc.Iterable[_builtins.str] | None = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["choices", b"choices", "default_value", b"default_value", "description", b"description", "max", b"max", "min", b"min", "name", b"name", "step", b"step", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParameterSpec: _TypeAlias = ParameterSpec  # noqa: Y015
+
+@_typing.final
+class StrategyDefinition(_message.Message):
+    """A strategy from the shared strategy library: the same class runs in a backtest, on the
+    paper venue and live.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DISPLAY_NAME_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    PARAMETERS_FIELD_NUMBER: _builtins.int
+    INDICATORS_FIELD_NUMBER: _builtins.int
+    VECTORISED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """Unique strategy name, e.g. "sma_crossover"."""
+    display_name: _builtins.str
+    """Title for display, e.g. "SMA crossover"."""
+    description: _builtins.str
+    """What the strategy does and how it decides."""
+    vectorised: _builtins.bool
+    """True when the strategy declares its entries/exits as arrays and can use the
+    vectorised fill simulation in backtests.
+    """
+    @_builtins.property
+    def parameters(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParameterSpec]:
+        """Parameters the strategy accepts."""
+
+    @_builtins.property
+    def indicators(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Indicator names the strategy needs (e.g. "sma", "rsi"); computed once per run."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        display_name: _builtins.str = ...,
+        description: _builtins.str = ...,
+        parameters: _abc.Iterable[Global___ParameterSpec] | None = ...,
+        indicators: _abc.Iterable[_builtins.str] | None = ...,
+        vectorised: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "display_name", b"display_name", "indicators", b"indicators", "name", b"name", "parameters", b"parameters", "vectorised", b"vectorised"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StrategyDefinition: _TypeAlias = StrategyDefinition  # noqa: Y015
 
 REQUIRED_SCOPE_FIELD_NUMBER: _builtins.int
 required_scope: _extension_dict._ExtensionFieldDescriptor[_descriptor_pb2.MethodOptions, Global___Scope.ValueType]
