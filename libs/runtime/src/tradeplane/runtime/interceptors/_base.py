@@ -1,0 +1,243 @@
+"""The common shape of our server interceptors.
+
+grpc.aio server interceptors only see the call *before* the handler runs. To observe the
+outcome (status code, message counts, exceptions) each interceptor here wraps the behaviours of
+the RpcMethodHandler (unary_unary / unary_stream / stream_unary / stream_stream) in its
+`around` async context manager, which runs in the RPC's own task for the whole call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import grpc.aio
+
+# grpc-ecosystem `grpc_type` label values.
+UNARY = "unary"
+SERVER_STREAM = "server_stream"
+CLIENT_STREAM = "client_stream"
+BIDI_STREAM = "bidi_stream"
+
+# What a server span treats as a server-side failure (OpenTelemetry gRPC conventions); the
+# logging interceptor logs these at ERROR.
+SERVER_ERROR_CODES = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+@dataclass(frozen=True)
+class RpcInfo:
+    """What is being called: ``/trading.market.v1.MarketService/ListProducts``."""
+
+    full_method: str
+    service: str
+    method: str
+    grpc_type: str
+
+    @property
+    def proto_name(self) -> str:
+        """Dotted name as the descriptor pool knows it."""
+        return f"{self.service}.{self.method}"
+
+    @classmethod
+    def of(cls, full_method: str, handler: grpc.RpcMethodHandler) -> RpcInfo:
+        service, _, method = full_method.lstrip("/").rpartition("/")
+        if handler.request_streaming and handler.response_streaming:
+            grpc_type = BIDI_STREAM
+        elif handler.request_streaming:
+            grpc_type = CLIENT_STREAM
+        elif handler.response_streaming:
+            grpc_type = SERVER_STREAM
+        else:
+            grpc_type = UNARY
+        return cls(full_method, service, method, grpc_type)
+
+
+def status_code_of(context: grpc.aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
+    """The status the call ends with, given how the wrapped handler finished."""
+    if isinstance(exc, asyncio.CancelledError):
+        # grpc cancels the handler both when the client goes away and when the deadline passes.
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            return grpc.StatusCode.DEADLINE_EXCEEDED
+        return grpc.StatusCode.CANCELLED
+    if exc is not None and not isinstance(exc, grpc.aio.AbortError):
+        return grpc.StatusCode.UNKNOWN  # what grpc sends for an escaped exception
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(code, int):  # some grpc versions keep the numeric code
+        for candidate in grpc.StatusCode:
+            if candidate.value[0] == code:
+                return candidate
+    return grpc.StatusCode.UNKNOWN if exc is not None else grpc.StatusCode.OK
+
+
+def code_label(code: grpc.StatusCode) -> str:
+    """Go-style code name used by grpc-ecosystem metrics: OK, InvalidArgument, Unauthenticated."""
+    if code is grpc.StatusCode.OK:
+        return "OK"
+    if code is grpc.StatusCode.CANCELLED:
+        return "Canceled"
+    return "".join(part.capitalize() for part in code.name.split("_"))
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Subclasses implement `around` and, when `counts_messages`, `on_received`/`on_sent`."""
+
+    counts_messages = False
+
+    def around(
+        self, info: RpcInfo, context: grpc.aio.ServicerContext
+    ) -> AbstractAsyncContextManager[None]:
+        raise NotImplementedError
+
+    def on_received(self, info: RpcInfo) -> None:
+        """One request message arrived."""
+
+    def on_sent(self, info: RpcInfo) -> None:
+        """One response message was handed to grpc."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None  # unknown method: grpc answers UNIMPLEMENTED itself
+        info = RpcInfo.of(handler_call_details.method, handler)
+        return self._wrap(handler, info)
+
+    def _wrap(self, handler: grpc.RpcMethodHandler, info: RpcInfo) -> grpc.RpcMethodHandler:
+        serializers = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with self.around(info, context):
+                    if self.counts_messages:
+                        self.on_received(info)
+                    response = await _maybe_await(inner_uu(request, self._inner(context, info)))
+                    if self.counts_messages:
+                        self.on_sent(info)
+                    return response
+
+            return grpc.unary_unary_rpc_method_handler(unary_unary, **serializers)
+
+        if handler.unary_stream is not None:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with self.around(info, context):
+                    if self.counts_messages:
+                        self.on_received(info)
+                    async for response in _responses(inner_us(request, self._inner(context, info))):
+                        if self.counts_messages:
+                            self.on_sent(info)
+                        yield response
+
+            return grpc.unary_stream_rpc_method_handler(unary_stream, **serializers)
+
+        if handler.stream_unary is not None:
+            inner_su = handler.stream_unary
+
+            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+                async with self.around(info, context):
+                    response = await _maybe_await(
+                        inner_su(self._count(requests, info), self._inner(context, info))
+                    )
+                    if self.counts_messages:
+                        self.on_sent(info)
+                    return response
+
+            return grpc.stream_unary_rpc_method_handler(stream_unary, **serializers)
+
+        inner_ss = handler.stream_stream
+
+        async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with self.around(info, context):
+                async for response in _responses(
+                    inner_ss(self._count(requests, info), self._inner(context, info))
+                ):
+                    if self.counts_messages:
+                        self.on_sent(info)
+                    yield response
+
+        return grpc.stream_stream_rpc_method_handler(stream_stream, **serializers)
+
+    def _inner(self, context: grpc.aio.ServicerContext, info: RpcInfo) -> Any:
+        if not self.counts_messages:
+            return context
+        return _CountingContext(context, lambda: self.on_received(info), lambda: self.on_sent(info))
+
+    def _count(self, requests: Any, info: RpcInfo) -> Any:
+        if not self.counts_messages:
+            return requests
+        return _counting(requests, lambda: self.on_received(info))
+
+
+class _CountingContext:
+    """Counts messages of handlers using the read/write API (e.g. Health/Watch); everything
+    else is the real servicer context."""
+
+    def __init__(
+        self, context: Any, received: Callable[[], None], sent: Callable[[], None]
+    ) -> None:
+        self._context = context
+        self._received = received
+        self._sent = sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def read(self) -> Any:
+        message = await self._context.read()
+        if message is not grpc.aio.EOF:
+            self._received()
+        return message
+
+    async def write(self, message: Any) -> None:
+        await self._context.write(message)
+        self._sent()
+
+
+async def _maybe_await(result: Any) -> Any:
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+async def _responses(result: Any) -> AsyncIterator[Any]:
+    """Responses of a streaming handler: an async generator, or a coroutine that used
+    `context.write()` (those messages are not seen here), or a plain iterable."""
+    if hasattr(result, "__aiter__"):
+        async for item in result:
+            yield item
+    elif inspect.isawaitable(result):
+        await result
+    elif result is not None:
+        for item in result:
+            yield item
+
+
+async def _counting(requests: Any, tick: Callable[[], None]) -> AsyncIterator[Any]:
+    async for item in requests:
+        tick()
+        yield item

@@ -1,0 +1,64 @@
+"""The one table from domain errors to gRPC status codes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import grpc
+import grpc.aio
+
+from tradeplane.runtime import errors
+from tradeplane.runtime.interceptors._base import RpcInfo, WrappingInterceptor
+from tradeplane.runtime.tracing import current_trace_id
+
+log = logging.getLogger("tradeplane.runtime.errors")
+
+STATUS_BY_ERROR: dict[type[errors.DomainError], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Aborted: grpc.StatusCode.ABORTED,
+    errors.ResourceExhausted: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+}
+
+# An upstream gRPC call that failed with one of these is passed on as UNAVAILABLE (retryable);
+# any other upstream failure is our INTERNAL error.
+_RETRYABLE_UPSTREAM = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+def status_for(error: errors.DomainError) -> grpc.StatusCode:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return grpc.StatusCode.INTERNAL  # a bare DomainError: a bug, not a caller mistake
+
+
+class ErrorsInterceptor(WrappingInterceptor):
+    @asynccontextmanager
+    async def around(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+        try:
+            yield
+        except grpc.aio.AbortError:
+            raise  # the handler chose its status itself
+        except errors.DomainError as exc:
+            await context.abort(status_for(exc), exc.status_message())
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in _RETRYABLE_UPSTREAM:
+                log.warning("upstream unavailable in %s: %s", info.full_method, exc.code().name)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "upstream service unavailable")
+            await _internal(info, context)
+        except Exception:
+            await _internal(info, context)
+
+
+async def _internal(info: RpcInfo, context: grpc.aio.ServicerContext) -> None:
+    # The traceback goes to the log only; the caller gets the trace id to quote.
+    trace_id = current_trace_id() or "none"
+    log.exception("unhandled exception in %s", info.full_method)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error (trace_id={trace_id})")
