@@ -1,0 +1,1 @@
+"""tradeplane.execution: the order management system (orders, risk, venues, fills, events)."""

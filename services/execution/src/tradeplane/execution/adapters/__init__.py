@@ -1,0 +1,1 @@
+"""Adapters of the execution service: repositories, venues, market-data client."""

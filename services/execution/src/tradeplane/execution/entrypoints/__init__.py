@@ -1,0 +1,1 @@
+"""Entrypoints of the execution service: gRPC servicer and process main."""
