@@ -41,7 +41,7 @@ lint: $(STAMP)
 	@$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	@$(VENV)/bin/mypy libs/runtime/src/tradeplane/runtime $(wildcard libs/strategies/src/tradeplane/strategies) \
+	@$(VENV)/bin/mypy libs/runtime/src/tradeplane/runtime libs/platform/src/tradeplane/platform $(wildcard libs/strategies/src/tradeplane/strategies) \
 	  $(patsubst %/__init__.py,%,$(wildcard services/*/src/tradeplane/*/domain/__init__.py))
 
 check: protos-check lint typecheck test

@@ -1,0 +1,5 @@
+import sys
+
+from tradeplane.platform.cli import main
+
+sys.exit(main())
