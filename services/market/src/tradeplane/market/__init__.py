@@ -1,0 +1,1 @@
+"""Market-data service: feeds, candles, indicators and live streams."""

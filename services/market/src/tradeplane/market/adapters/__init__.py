@@ -1,0 +1,1 @@
+"""Adapters: SQLAlchemy candle repository, feeds, cache codec."""

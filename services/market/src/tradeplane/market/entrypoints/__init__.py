@@ -1,0 +1,1 @@
+"""Entrypoints: gRPC servicer, bootstrap and settings."""

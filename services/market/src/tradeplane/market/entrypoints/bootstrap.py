@@ -1,0 +1,145 @@
+"""Composition root: builds the market service from MarketSettings (no I/O until start)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tradeplane.market.adapters.candle_repository import SqlCandleRepository
+from tradeplane.market.adapters.replay_feed import ReplayFeed
+from tradeplane.market.adapters.simulated_feed import SimulatedFeed
+from tradeplane.market.domain.candles import Candle
+from tradeplane.market.domain.hub import StreamHub
+from tradeplane.market.domain.products import catalog_products
+from tradeplane.market.domain.simulation import SimulatedMarket
+from tradeplane.market.domain.ticks import Tick
+from tradeplane.market.entrypoints.grpc_servicer import MarketServicer
+from tradeplane.market.entrypoints.settings import MarketSettings
+from tradeplane.market.migrations import MIGRATIONS_DIR
+from tradeplane.market.service_layer import metrics
+from tradeplane.market.service_layer.backfill import backfill
+from tradeplane.market.service_layer.feed_runner import FeedRunner
+from tradeplane.market.service_layer.ports import TickFeed
+from tradeplane.market.service_layer.queries import MarketQueries
+from tradeplane.market.service_layer.streams import MarketStreams
+from tradeplane.runtime.cache import Cache, create_cache
+from tradeplane.runtime.config import load_settings
+from tradeplane.runtime.db import create_engine, run_migrations
+from tradeplane.runtime.server import GrpcService, run_service
+from trading.market.v1 import market_pb2, market_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class MarketApp:
+    """The composed service; tests reach into it (e.g. `app.runner`, `app.tick_hub`)."""
+
+    settings: MarketSettings
+    server: GrpcService
+    engine: AsyncEngine
+    cache: Cache
+    feed: TickFeed
+    tick_hub: StreamHub[Tick]
+    candle_hub: StreamHub[Candle]
+    runner: FeedRunner
+    queries: MarketQueries
+    streams: MarketStreams
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def build(settings: MarketSettings) -> MarketApp:
+    products = catalog_products(settings.product_ids)
+    server = GrpcService(settings)
+    engine = create_engine(settings.database_url, settings)
+    repo = SqlCandleRepository(engine)
+    cache = create_cache(settings, name="indicators")
+    simulated: SimulatedFeed | None = None
+    feed: TickFeed
+    if settings.market_feed == "replay":
+        assert settings.market_replay_path is not None  # checked by MarketSettings
+        feed = ReplayFeed(
+            settings.market_replay_path, settings.product_ids, speed=settings.market_replay_speed
+        )
+    else:
+        market = SimulatedMarket(
+            products, seed=settings.market_seed, tick_rate=settings.market_tick_rate
+        )
+        feed = simulated = SimulatedFeed(market)
+    tick_hub: StreamHub[Tick] = StreamHub(
+        "ticks",
+        replay_size=settings.market_tick_replay_size,
+        queue_size=settings.market_tick_queue_size,
+        on_drop=lambda reason: metrics.SUBSCRIBERS_DROPPED.labels("ticks", reason).inc(),
+    )
+    candle_hub: StreamHub[Candle] = StreamHub(
+        "candles",
+        replay_size=settings.market_candle_replay_size,
+        queue_size=settings.market_candle_queue_size,
+        on_drop=lambda reason: metrics.SUBSCRIBERS_DROPPED.labels("candles", reason).inc(),
+    )
+    metrics.STREAM_SUBSCRIBERS.labels("ticks").set_function(lambda: tick_hub.subscriber_count)
+    metrics.STREAM_SUBSCRIBERS.labels("candles").set_function(lambda: candle_hub.subscriber_count)
+    runner = FeedRunner(
+        feed,
+        products,
+        tick_hub,
+        candle_hub,
+        repo,
+        flush_seconds=settings.market_candle_flush_seconds,
+    )
+    queries = MarketQueries(products, repo, cache, last_tick=tick_hub.last)
+    streams = MarketStreams(queries, tick_hub, candle_hub)
+    servicer = MarketServicer(
+        queries, streams, server.shutdown_event, batch_max=settings.market_stream_batch_max
+    )
+    server.add_service(
+        market_pb2.DESCRIPTOR.services_by_name["MarketService"],
+        lambda s: market_pb2_grpc.add_MarketServiceServicer_to_server(servicer, s),
+    )
+    app = MarketApp(
+        settings, server, engine, cache, feed, tick_hub, candle_hub, runner, queries, streams
+    )
+
+    async def close_streams_on_shutdown() -> None:
+        await server.shutdown_event.wait()
+        tick_hub.close_all()
+        candle_hub.close_all()
+
+    async def startup() -> None:
+        began = time.perf_counter()
+        await asyncio.to_thread(run_migrations, settings.database_url, MIGRATIONS_DIR)
+        if simulated is not None:  # a recording brings its own history
+            await backfill(
+                simulated, repo, products, days=settings.market_backfill_days, now=int(time.time())
+            )
+        await runner.start()
+        app._tasks.append(asyncio.create_task(close_streams_on_shutdown()))
+        log.info("market ready", extra={"seconds": round(time.perf_counter() - began, 3)})
+
+    async def shutdown() -> None:
+        for task in app._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await runner.stop()
+        await cache.close()
+        await engine.dispose()
+
+    server.on_startup(startup)
+    server.on_shutdown(shutdown)
+    return app
+
+
+async def serve() -> None:
+    settings = load_settings(MarketSettings)
+    await build(settings).server.run()
+
+
+def main() -> None:
+    run_service(serve)

@@ -1,0 +1,1 @@
+"""Use cases and ports of the market service."""
