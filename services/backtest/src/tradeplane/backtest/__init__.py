@@ -1,0 +1,1 @@
+"""Backtest service: a fast, look-ahead-free engine over stored candles, runs, playback."""
