@@ -28,9 +28,9 @@ from tradeplane.market.service_layer.ports import TickFeed
 from tradeplane.market.service_layer.queries import MarketQueries
 from tradeplane.market.service_layer.streams import MarketStreams
 from tradeplane.runtime.cache import Cache, create_cache
-from tradeplane.runtime.config import load_settings
+from tradeplane.runtime.cli import service_main
 from tradeplane.runtime.db import create_engine, run_migrations
-from tradeplane.runtime.server import GrpcService, run_service
+from tradeplane.runtime.server import GrpcService
 from trading.market.v1 import market_pb2, market_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -136,10 +136,10 @@ def build(settings: MarketSettings) -> MarketApp:
     return app
 
 
-async def serve() -> None:
-    settings = load_settings(MarketSettings)
+async def serve(settings: MarketSettings) -> None:
     await build(settings).server.run()
 
 
 def main() -> None:
-    run_service(serve)
+    """`python -m tradeplane.market [serve|migrate]`."""
+    service_main(settings_cls=MarketSettings, serve=serve, migrations_dir=MIGRATIONS_DIR)
