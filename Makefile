@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MANIFESTS := requirements-dev.txt $(wildcard gen/python/pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml gateway/pyproject.toml)
 
-.PHONY: up test test-fast protos protos-check lint typecheck check bench clean install
+.PHONY: up test protos protos-check lint typecheck check bench clean install observe debian-packages
 
 install: $(STAMP)
 
@@ -18,9 +18,16 @@ $(STAMP): $(MANIFESTS) scripts/bootstrap.sh
 up: $(STAMP)
 	@$(PY) -m tradeplane.platform up
 
-## Run the whole test suite.
-test: $(STAMP)
+## Run the whole test suite (installs the Debian packages it drives, e.g. Prometheus, first).
+test: $(STAMP) debian-packages
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+debian-packages:
+	@scripts/debian_packages.sh
+
+## Run a real Prometheus (Debian `prometheus`) scraping the `make up` platform, rules loaded.
+observe: $(STAMP) debian-packages
+	@$(PY) -m tradeplane.platform.observe $(OBSERVE_ARGS)
 
 ## Regenerate gen/python from protos/ (messages, gRPC stubs, .pyi).
 protos: $(STAMP)

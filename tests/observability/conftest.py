@@ -1,0 +1,148 @@
+"""Fixtures for the observability tests: a real market service process and a real Prometheus
+started by `make observe`'s code (tradeplane.platform.observe), both on free loopback ports."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+# The tests import observability_support by name (pytest runs with --import-mode=importlib).
+sys.path.insert(0, str(Path(__file__).parent))
+
+from observability_support import MarketProcess, Observe, PromApi, binary
+
+from tradeplane.testing import free_port
+
+START_TIMEOUT = 30.0
+
+
+def _serving(address: str) -> bool:
+    with grpc.insecure_channel(address) as channel:
+        try:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(), timeout=1
+            )
+        except grpc.RpcError:
+            return False
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MarketProcess]:
+    """`python -m tradeplane.market` on free ports with a throwaway SQLite file."""
+    if importlib.util.find_spec("tradeplane.market") is None:
+        pytest.skip("the market service (tradeplane.market) is not installed")
+    work = tmp_path_factory.mktemp("market")
+    grpc_port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "GRPC_HOST": "127.0.0.1",
+        "GRPC_PORT": str(grpc_port),
+        "METRICS_PORT": str(metrics_port),
+        "DATABASE_URL": f"sqlite:///{work / 'market.db'}",
+        "AUTH_MODE": "disabled",
+        "MARKET_FEED": "simulated",
+        "MARKET_BACKFILL_DAYS": "1",
+    }
+    env.pop("REDIS_URL", None)
+    log_path = work / "market.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tradeplane.market"], env=env, stdout=log, stderr=log
+        )
+    svc = MarketProcess(
+        proc, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{metrics_port}/metrics", log_path
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _serving(svc.grpc_address):
+            if proc.poll() is not None:
+                pytest.fail(f"market exited with {proc.returncode}:\n{svc.log()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"market not SERVING after {START_TIMEOUT}s:\n{svc.log()}")
+            time.sleep(0.1)
+        yield svc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def prometheus_bin() -> str:
+    return binary("prometheus")
+
+
+@pytest.fixture(scope="module")
+def observe(
+    prometheus_bin: str, market: MarketProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Observe]:
+    """`make observe` against an endpoints.json naming the market process: a real Prometheus
+    on a free port, scraping every second, evaluating the rules every second. (prometheus_bin
+    comes first so a machine without Prometheus skips before starting the market.)"""
+    var_dir = tmp_path_factory.mktemp("observe-var")
+    (var_dir / "endpoints.json").write_text(
+        json.dumps(
+            {
+                "services": {
+                    "market": {
+                        "grpc": market.grpc_address,
+                        "metrics": market.metrics_url,
+                        "pid": market.proc.pid,
+                    }
+                }
+            }
+        )
+    )
+    listen = f"127.0.0.1:{free_port()}"
+    output = var_dir / "observe-console.txt"
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tradeplane.platform.observe",
+                "--var-dir",
+                str(var_dir),
+                "--listen",
+                listen,
+                "--scrape-interval",
+                "1s",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while "Prometheus: http://" not in output.read_text():
+            if proc.poll() is not None:
+                pytest.fail(f"observe exited with {proc.returncode}:\n{output.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"Prometheus not ready after {START_TIMEOUT}s:\n{output.read_text()}")
+            time.sleep(0.1)
+        yield Observe(proc, PromApi(f"http://{listen}"), var_dir, output)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # observe stops its Prometheus, then exits
+            try:
+                code = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                pytest.fail(f"observe did not stop on SIGTERM:\n{output.read_text()}")
+            assert code == 0, f"observe exited {code} on SIGTERM:\n{output.read_text()}"
