@@ -4,13 +4,24 @@ grpc.aio server interceptors only see the call *before* the handler runs. To obs
 outcome (status code, message counts, exceptions) each interceptor here wraps the behaviours of
 the RpcMethodHandler (unary_unary / unary_stream / stream_unary / stream_stream) in its
 `around` async context manager, which runs in the RPC's own task for the whole call.
+
+Every wrapper is a plain coroutine, never an async generator. grpc drives a streaming
+behaviour that is a coroutine function with the reader/writer API: it awaits it in the RPC's
+task and cancels that task when the client goes away. The innermost wrapper pulls the
+servicer's responses itself, hands each one to `context.write()`, and `aclose()`s the
+servicer's generator in a `finally`. So every `around` exits, and every generator is closed,
+in the RPC's task while the call is still alive. (An async-generator wrapper suspended at
+`yield` when grpc cancels is left unclosed by grpc; it is finalised later by the event loop's
+asyncgen hooks, in another task and contextvars context, after grpc released the call: its
+cleanup then reads the freed call (SIGSEGV in `context.peer()`) and detaches OpenTelemetry
+context in the wrong context.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +79,7 @@ class RpcInfo:
 
 def status_code_of(context: grpc.aio.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
     """The status the call ends with, given how the wrapped handler finished."""
-    if isinstance(exc, asyncio.CancelledError):
+    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
         # grpc cancels the handler both when the client goes away and when the deadline passes.
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:
@@ -144,14 +155,12 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         if handler.unary_stream is not None:
             inner_us = handler.unary_stream
 
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
+                inner_context = self._inner(context, info)
                 async with self.around(info, context):
                     if self.counts_messages:
                         self.on_received(info)
-                    async for response in _responses(inner_us(request, self._inner(context, info))):
-                        if self.counts_messages:
-                            self.on_sent(info)
-                        yield response
+                    await _write_responses(inner_us(request, inner_context), inner_context)
 
             return grpc.unary_stream_rpc_method_handler(unary_stream, **serializers)
 
@@ -171,14 +180,12 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
         inner_ss = handler.stream_stream
 
-        async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
+            inner_context = self._inner(context, info)
             async with self.around(info, context):
-                async for response in _responses(
-                    inner_ss(self._count(requests, info), self._inner(context, info))
-                ):
-                    if self.counts_messages:
-                        self.on_sent(info)
-                    yield response
+                await _write_responses(
+                    inner_ss(self._count(requests, info), inner_context), inner_context
+                )
 
         return grpc.stream_stream_rpc_method_handler(stream_stream, **serializers)
 
@@ -190,7 +197,7 @@ class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def _count(self, requests: Any, info: RpcInfo) -> Any:
         if not self.counts_messages:
             return requests
-        return _counting(requests, lambda: self.on_received(info))
+        return _CountingRequests(requests, lambda: self.on_received(info))
 
 
 class _CountingContext:
@@ -224,20 +231,64 @@ async def _maybe_await(result: Any) -> Any:
     return result
 
 
-async def _responses(result: Any) -> AsyncIterator[Any]:
-    """Responses of a streaming handler: an async generator, or a coroutine that used
-    `context.write()` (those messages are not seen here), or a plain iterable."""
-    if hasattr(result, "__aiter__"):
-        async for item in result:
-            yield item
-    elif inspect.isawaitable(result):
+async def _write_responses(result: Any, context: Any) -> None:
+    """Send what a streaming handler produced, in the RPC's task.
+
+    `result` is a coroutine (the reader/writer API, which includes the wrapper of the next
+    interceptor: it wrote its messages itself), an async iterator (an async generator
+    servicer) or a plain iterable. An iterator is always closed here, whether the stream
+    ended, failed, or the RPC was cancelled while we were writing."""
+    if inspect.isawaitable(result):
         await result
-    elif result is not None:
-        for item in result:
-            yield item
+        return
+    if hasattr(result, "__aiter__"):
+        responses = aiter(result)
+        try:
+            async for response in responses:
+                await _write(context, response)
+        finally:
+            aclose = getattr(responses, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        return
+    if result is not None:
+        try:
+            for response in result:
+                await _write(context, response)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
 
 
-async def _counting(requests: Any, tick: Callable[[], None]) -> AsyncIterator[Any]:
-    async for item in requests:
-        tick()
-        yield item
+async def _write(context: Any, response: Any) -> None:
+    try:
+        await context.write(response)
+    except (grpc.aio.AbortError, grpc.aio.UsageError):
+        raise
+    except grpc.aio.BaseError as exc:
+        # grpc's own errors for a call that is already over: the write batch failed because
+        # the client cancelled or the deadline passed (ExecuteBatchError), or the server
+        # stopped. grpc cancels the task for the first two a moment later anyway; end the
+        # handler the same way now instead of reporting an application failure.
+        raise asyncio.CancelledError(f"call ended while writing: {exc!r}") from exc
+
+
+class _CountingRequests:
+    """The request stream, counting each message. A plain async iterator rather than an async
+    generator, so nothing is left for the event loop to finalise after the call."""
+
+    def __init__(self, requests: Any, tick: Callable[[], None]) -> None:
+        self._requests = requests
+        self._iterator: Any = None
+        self._tick = tick
+
+    def __aiter__(self) -> _CountingRequests:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._iterator is None:
+            self._iterator = aiter(self._requests)
+        message = await anext(self._iterator)
+        self._tick()
+        return message

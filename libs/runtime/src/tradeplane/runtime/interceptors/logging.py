@@ -26,6 +26,9 @@ class LoggingInterceptor(WrappingInterceptor):
     @asynccontextmanager
     async def around(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
         started = time.perf_counter()
+        # Read from the call now: the line is written at the very end, when nothing should
+        # have to rely on the call still being alive.
+        peer = context.peer()
         failure: BaseException | None = None
         try:
             yield
@@ -48,7 +51,7 @@ class LoggingInterceptor(WrappingInterceptor):
                     "grpc_type": info.grpc_type,
                     "code": code.name,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-                    "peer": context.peer(),
+                    "peer": peer,
                     "principal": principal.subject if principal else None,
                 }
                 # Stamped here so the line keeps them wherever it is formatted.
