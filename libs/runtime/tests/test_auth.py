@@ -46,6 +46,10 @@ async def _probe(channel: grpc.aio.Channel, method: str) -> grpc.aio.AioRpcError
 def test_required_scope_comes_from_the_proto_option() -> None:
     assert required_scope("trading.market.v1.MarketService.ListProducts") is Scope.READ
     assert required_scope("trading.market.v1.MarketService.StreamTicks") is Scope.READ
+    import trading.execution.v1.execution_pb2  # noqa: F401  (registers the descriptors)
+
+    assert required_scope("trading.execution.v1.ExecutionService.SubmitOrder") is Scope.TRADE
+    assert required_scope("trading.execution.v1.ExecutionService.SetRiskLimits") is Scope.ADMIN
     # No option (or no descriptor at all): admin only.
     assert required_scope("tradeplane.test.v1.Probe.Raise") is Scope.ADMIN
 
