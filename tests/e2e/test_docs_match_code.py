@@ -16,6 +16,7 @@ DOC = Path(__file__).parents[2] / "docs" / "configuration.md"
 SETTINGS = [
     ("tradeplane.runtime.config", "ServiceSettings"),
     ("tradeplane.market.entrypoints.settings", "MarketSettings"),
+    ("tradeplane.wallets.entrypoints.settings", "WalletsSettings"),
 ]
 
 
