@@ -13,6 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tradeplane.market.adapters.candle_repository import SqlCandleRepository
 from tradeplane.market.adapters.replay_feed import ReplayFeed
 from tradeplane.market.adapters.simulated_feed import SimulatedFeed
+from tradeplane.market.adapters.venues.coinbase.config import CoinbaseConfig
+from tradeplane.market.adapters.venues.coinbase.http import CoinbaseRestClient
+from tradeplane.market.adapters.venues.coinbase.refill import GapRefiller
+from tradeplane.market.adapters.venues.coinbase.websocket import CoinbaseFeed
 from tradeplane.market.domain.candles import Candle
 from tradeplane.market.domain.hub import StreamHub
 from tradeplane.market.domain.products import catalog_products
@@ -60,8 +64,11 @@ def build(settings: MarketSettings) -> MarketApp:
     repo = SqlCandleRepository(engine)
     cache = create_cache(settings, name="indicators")
     simulated: SimulatedFeed | None = None
+    rest: CoinbaseRestClient | None = None
     feed: TickFeed
-    if settings.market_feed == "replay":
+    if settings.market_feed == "coinbase":
+        feed, rest = _coinbase_feed(settings, repo)
+    elif settings.market_feed == "replay":
         assert settings.market_replay_path is not None  # checked by MarketSettings
         feed = ReplayFeed(
             settings.market_replay_path, settings.product_ids, speed=settings.market_replay_speed
@@ -128,12 +135,47 @@ def build(settings: MarketSettings) -> MarketApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await runner.stop()
+        if rest is not None:
+            await rest.aclose()
         await cache.close()
         await engine.dispose()
 
     server.on_startup(startup)
     server.on_shutdown(shutdown)
     return app
+
+
+def _coinbase_feed(
+    settings: MarketSettings, repo: SqlCandleRepository
+) -> tuple[CoinbaseFeed, CoinbaseRestClient]:
+    config = CoinbaseConfig(
+        product_ids=settings.product_ids,
+        ws_url=settings.market_coinbase_ws_url,
+        rest_url=settings.market_coinbase_rest_url,
+        channels=settings.coinbase_channels,
+        api_key=settings.coinbase_api_key,
+        api_secret=settings.coinbase_api_secret,
+        heartbeat_timeout_seconds=settings.market_coinbase_heartbeat_timeout_seconds,
+        backoff_min_seconds=settings.market_coinbase_backoff_min_seconds,
+        backoff_max_seconds=settings.market_coinbase_backoff_max_seconds,
+        refill_delay_seconds=settings.market_coinbase_refill_delay_seconds,
+        restart_refill_max_days=settings.market_backfill_days,
+    )
+    rest = CoinbaseRestClient(
+        config.rest_url,
+        timeout_seconds=config.rest_timeout_seconds,
+        api_key=config.api_key,
+        api_secret=config.api_secret,
+        ca_file=config.ca_file,
+    )
+    refiller = GapRefiller(
+        rest,
+        repo,
+        config.product_ids,
+        delay_seconds=config.refill_delay_seconds,
+        quiet_seconds=config.refill_quiet_seconds,
+    )
+    return CoinbaseFeed(config, refiller), rest
 
 
 async def serve(settings: MarketSettings) -> None:

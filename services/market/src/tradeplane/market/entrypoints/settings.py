@@ -5,8 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
+from tradeplane.market.adapters.venues.coinbase.config import (
+    DEFAULT_CHANNELS,
+    DEFAULT_REST_URL,
+    DEFAULT_WS_URL,
+    KNOWN_CHANNELS,
+)
 from tradeplane.market.domain.products import CATALOG, DEFAULT_PRODUCT_IDS
 from tradeplane.runtime.config import ServiceSettings
 
@@ -17,7 +23,7 @@ class MarketSettings(ServiceSettings):
     metrics_port: int = 9101  # METRICS_PORT
     database_url: str  # DATABASE_URL: required (the launcher passes sqlite:///var/data/market.db)
 
-    market_feed: Literal["simulated", "replay"] = "simulated"  # MARKET_FEED
+    market_feed: Literal["simulated", "replay", "coinbase"] = "simulated"  # MARKET_FEED
     market_seed: int = 42  # MARKET_SEED
     market_products: str = ",".join(DEFAULT_PRODUCT_IDS)  # MARKET_PRODUCTS, comma separated
     market_tick_rate: float = Field(5.0, gt=0, le=100_000)  # MARKET_TICK_RATE, ticks/s/product
@@ -32,6 +38,18 @@ class MarketSettings(ServiceSettings):
     # as possible, 1 = recorded speed, N = N times faster.
     market_replay_path: Path | None = None
     market_replay_speed: float = Field(0.0, ge=0)
+    # MARKET_FEED=coinbase: the Advanced Trade market-data WebSocket and REST candles (refills).
+    market_coinbase_ws_url: str = DEFAULT_WS_URL
+    market_coinbase_rest_url: str = DEFAULT_REST_URL
+    market_coinbase_channels: str = ",".join(DEFAULT_CHANNELS)
+    market_coinbase_heartbeat_timeout_seconds: float = Field(10.0, gt=0)
+    market_coinbase_backoff_min_seconds: float = Field(0.5, gt=0)
+    market_coinbase_backoff_max_seconds: float = Field(30.0, gt=0)
+    market_coinbase_refill_delay_seconds: float = Field(5.0, ge=0)
+    # Optional CDP API key name and private key (PEM or base64 Ed25519): public channels work
+    # without; with them each subscribe message carries a JWT. Never logged (SecretStr).
+    coinbase_api_key: SecretStr | None = None
+    coinbase_api_secret: SecretStr | None = None
 
     @field_validator("market_products")
     @classmethod
@@ -52,6 +70,32 @@ class MarketSettings(ServiceSettings):
             if not self.market_replay_path.is_file():
                 raise ValueError(f"MARKET_REPLAY_PATH {self.market_replay_path} is not a file")
         return self
+
+    @model_validator(mode="after")
+    def _coinbase_settings(self) -> MarketSettings:
+        if self.market_feed != "coinbase":
+            return self
+        unknown = [c for c in self.coinbase_channels if c not in KNOWN_CHANNELS]
+        if unknown:
+            raise ValueError(
+                f"MARKET_COINBASE_CHANNELS: unknown {unknown}; known: {', '.join(KNOWN_CHANNELS)}"
+            )
+        if "market_trades" not in self.coinbase_channels:
+            raise ValueError("MARKET_COINBASE_CHANNELS must include market_trades")
+        if (self.coinbase_api_key is None) != (self.coinbase_api_secret is None):
+            raise ValueError("set both COINBASE_API_KEY and COINBASE_API_SECRET, or neither")
+        if self.market_coinbase_backoff_min_seconds > self.market_coinbase_backoff_max_seconds:
+            raise ValueError("MARKET_COINBASE_BACKOFF_MIN_SECONDS exceeds the max")
+        if self.market_coinbase_refill_delay_seconds <= self.market_candle_flush_seconds:
+            # The live (partial) candles must be written before the refilled ones.
+            raise ValueError(
+                "MARKET_COINBASE_REFILL_DELAY_SECONDS must exceed MARKET_CANDLE_FLUSH_SECONDS"
+            )
+        return self
+
+    @property
+    def coinbase_channels(self) -> list[str]:
+        return [c.strip() for c in self.market_coinbase_channels.split(",") if c.strip()]
 
     @property
     def product_ids(self) -> list[str]:

@@ -1,0 +1,1 @@
+"""Adapters for real trading venues (market data from exchanges)."""

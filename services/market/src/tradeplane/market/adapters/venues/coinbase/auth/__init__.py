@@ -1,0 +1,1 @@
+"""Authentication for the Coinbase Advanced Trade APIs (CDP API keys, JWT)."""
