@@ -17,6 +17,7 @@ SETTINGS = [
     ("tradeplane.runtime.config", "ServiceSettings"),
     ("tradeplane.market.entrypoints.settings", "MarketSettings"),
     ("tradeplane.wallets.entrypoints.settings", "WalletsSettings"),
+    ("tradeplane.execution.entrypoints.settings", "ExecutionSettings"),
 ]
 
 

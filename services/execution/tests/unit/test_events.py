@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from tradeplane.execution.domain import events as ev
+from tradeplane.execution.domain.decisions import Decision
 from tradeplane.execution.domain.fills import Fill
 from tradeplane.execution.domain.orders import Order, OrderRequest, validate_order_request
 from tradeplane.execution.domain.portfolio import Portfolio
@@ -82,9 +83,11 @@ def test_every_event_names_its_type_and_account() -> None:
         ev.TradeBlocked(block),
         ev.PortfolioUpdated(Portfolio("acct").revalue(T0)),
         ev.TradingStateChanged(change),
+        ev.RiskLimitsChanged(RiskLimits("acct"), "ops", T0),
+        ev.DecisionRecorded(Decision("d", "sma", "acct", "BTC-USD", T0)),
     ]
     assert [e.type for e in events] == list(ev.EventType)
-    assert [e.account_id for e in events] == ["acct"] * 6 + [""]
+    assert [e.account_id for e in events] == ["acct"] * 6 + ["", "acct", "acct"]
     for e in events:
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(e, dataclasses.fields(e)[0].name, None)

@@ -8,14 +8,16 @@ Each class maps onto one ``Event.payload`` case; ``EventType`` names equal the p
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
+from tradeplane.execution.domain.decisions import Decision
 from tradeplane.execution.domain.fills import Fill
 from tradeplane.execution.domain.orders import Order
 from tradeplane.execution.domain.portfolio import PortfolioSnapshot
 from tradeplane.execution.domain.positions import Position
-from tradeplane.execution.domain.risk import Block
+from tradeplane.execution.domain.risk import Block, RiskLimits
 from tradeplane.execution.domain.trading_state import TradingStateChange
 
 
@@ -27,6 +29,8 @@ class EventType(StrEnum):
     TRADE_BLOCKED = "TRADE_BLOCKED"
     PORTFOLIO_UPDATE = "PORTFOLIO_UPDATE"
     TRADING_STATE_CHANGED = "TRADING_STATE_CHANGED"
+    RISK_LIMITS_CHANGED = "RISK_LIMITS_CHANGED"
+    DECISION_RECORDED = "DECISION_RECORDED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,32 @@ class TradingStateChanged:
         return self.change.account_id
 
 
+@dataclass(frozen=True, slots=True)
+class RiskLimitsChanged:
+    """The risk limits of an account were replaced (by ``changed_by``)."""
+
+    type: ClassVar[EventType] = EventType.RISK_LIMITS_CHANGED
+    limits: RiskLimits
+    changed_by: str
+    time: datetime
+
+    @property
+    def account_id(self) -> str:
+        return self.limits.account_id
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecorded:
+    """A decision record was stored with an order."""
+
+    type: ClassVar[EventType] = EventType.DECISION_RECORDED
+    decision: Decision
+
+    @property
+    def account_id(self) -> str:
+        return self.decision.account_id
+
+
 ExecutionEvent = (
     OrderSubmitted
     | OrderUpdated
@@ -121,4 +151,6 @@ ExecutionEvent = (
     | TradeBlocked
     | PortfolioUpdated
     | TradingStateChanged
+    | RiskLimitsChanged
+    | DecisionRecorded
 )

@@ -1,0 +1,776 @@
+"""Storage of the execution service on SQLAlchemy Core (SQLite and Postgres).
+
+``SqlStore.transaction()`` is the unit of work: one database transaction in which the use
+case reads (rows it will change are locked with SELECT ... FOR UPDATE on Postgres; SQLite
+has one writer at a time, serialised here by an asyncio lock), writes, and appends events to
+the outbox. Seqs are gapless: SQLite numbers the events in the writing transaction (one
+writer at a time); Postgres writers append to ``pending_events`` without a shared lock and
+the ``OutboxSequencer`` numbers them once their transaction is over. Newly numbered events
+wake StreamEvents readers through the event signal.
+
+Read-only queries (lists, pages) run outside transactions, filtered and paged in SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import BigInteger, String, and_, delete, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import ColumnElement, Select
+
+from tradeplane.execution.adapters import orm, rows
+from tradeplane.execution.domain.accounts import Account
+from tradeplane.execution.domain.decimals import ZERO
+from tradeplane.execution.domain.decisions import Decision
+from tradeplane.execution.domain.events import ExecutionEvent
+from tradeplane.execution.domain.fills import Fill
+from tradeplane.execution.domain.orders import Order
+from tradeplane.execution.domain.positions import Position
+from tradeplane.execution.domain.risk import Block, RiskLimits
+from tradeplane.execution.domain.trading_state import GLOBAL, TradingState, TradingStateChange
+from tradeplane.execution.domain.values import OrderStatus, Side
+from tradeplane.execution.service_layer.event_signal import EventSignal
+from tradeplane.execution.service_layer.metrics import EVENTS_LAST_SEQ
+from tradeplane.execution.service_layer.ports import EventEncoder
+
+log = logging.getLogger(__name__)
+
+WORKING = (OrderStatus.NEW.value, OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    seq: int
+    time: datetime
+    account_id: str
+    event_type: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Keyset page position: rows strictly older than (time_us, id)."""
+
+    time_us: int
+    id: str
+
+
+def keyset_before(time_col: Any, id_col: Any, after: Page | None) -> list[ColumnElement[bool]]:
+    if after is None:
+        return []
+    return [or_(time_col < after.time_us, and_(time_col == after.time_us, id_col < after.id))]
+
+
+class SqlTx:
+    """The writes and locked reads of one unit of work."""
+
+    def __init__(self, conn: AsyncConnection, dialect: str) -> None:
+        self.conn = conn
+        self._dialect = dialect
+        self.events: list[tuple[ExecutionEvent, datetime]] = []
+        self.last_seq = 0
+
+    def _insert(self, table: Any) -> Any:
+        return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
+
+    def add_event(self, event: ExecutionEvent, time: datetime) -> None:
+        self.events.append((event, time))
+
+    # -- accounts
+
+    async def ensure_account(self, account: Account) -> None:
+        t = orm.accounts
+        await self.conn.execute(
+            self._insert(t)
+            .values(
+                account_id=account.account_id,
+                venue=account.venue.value,
+                display_name=account.display_name,
+                valuation_currency=account.valuation_currency,
+                cash=rows.cash_json(account.cash),
+                peak_equity=None,
+                daily_pnl_day=None,
+                daily_pnl_amount="0",
+                loss_streak_count=0,
+                loss_streak_last_us=None,
+                create_time_us=rows.to_us(account.create_time),
+            )
+            .on_conflict_do_nothing(index_elements=["account_id"])
+        )
+
+    async def lock_account(self, account_id: str) -> Account | None:
+        t = orm.accounts
+        r = (
+            await self.conn.execute(select(t).where(t.c.account_id == account_id).with_for_update())
+        ).first()
+        return None if r is None else row_account(r)
+
+    async def save_account(self, account: Account) -> None:
+        t = orm.accounts
+        await self.conn.execute(
+            update(t)
+            .where(t.c.account_id == account.account_id)
+            .values(
+                cash=rows.cash_json(account.cash),
+                peak_equity=rows.dec_text(account.peak_equity),
+                daily_pnl_day=None
+                if account.daily_pnl.day is None
+                else account.daily_pnl.day.isoformat(),
+                daily_pnl_amount=rows.dec_text(account.daily_pnl.net_realized),
+                loss_streak_count=account.loss_streak.count,
+                loss_streak_last_us=rows.opt_us(account.loss_streak.last_loss_time),
+            )
+        )
+
+    # -- orders
+
+    async def order(self, order_id: str, *, lock: bool = True) -> Order | None:
+        t = orm.orders
+        q = select(t).where(t.c.order_id == order_id)
+        r = (await self.conn.execute(q.with_for_update() if lock else q)).first()
+        return None if r is None else rows.row_order(r)
+
+    async def order_by_client_id(self, account_id: str, client_order_id: str) -> Order | None:
+        t = orm.orders
+        q = select(t).where(t.c.account_id == account_id, t.c.client_order_id == client_order_id)
+        r = (await self.conn.execute(q)).first()
+        return None if r is None else rows.row_order(r)
+
+    async def insert_order(self, order: Order) -> None:
+        await self.conn.execute(orm.orders.insert().values(rows.order_row(order)))
+
+    async def update_order(self, order: Order) -> None:
+        t = orm.orders
+        values = rows.order_row(order)
+        await self.conn.execute(
+            update(t)
+            .where(t.c.order_id == order.order_id)
+            .values({k: values[k] for k in rows.ORDER_MUTABLE})
+        )
+
+    async def open_sizes(self, account_id: str, product_id: str) -> tuple[Decimal, Decimal]:
+        """Remaining base size of the working orders on each side (buy, sell)."""
+        t = orm.orders
+        q = select(t.c.side, t.c.base_size, t.c.filled_size).where(
+            t.c.account_id == account_id,
+            t.c.product_id == product_id,
+            t.c.status.in_(WORKING),
+            t.c.base_size.is_not(None),
+        )
+        buy = sell = ZERO
+        for r in await self.conn.execute(q):
+            remaining = Decimal(r.base_size) - Decimal(r.filled_size)
+            if r.side == Side.BUY.value:
+                buy += remaining
+            else:
+                sell += remaining
+        return buy, sell
+
+    async def working_order_count(self, account_id: str) -> int:
+        t = orm.orders
+        q = select(func.count()).where(t.c.account_id == account_id, t.c.status.in_(WORKING))
+        return int((await self.conn.execute(q)).scalar_one())
+
+    # -- fills and positions
+
+    async def insert_fill(self, fill: Fill) -> bool:
+        """Insert unless (venue, venue_trade_id) exists; False for a duplicate."""
+        stmt = (
+            self._insert(orm.fills)
+            .values(rows.fill_row(fill))
+            .on_conflict_do_nothing(index_elements=["venue", "venue_trade_id"])
+            .returning(orm.fills.c.fill_id)
+        )
+        # RETURNING yields a row only when the insert happened (rowcount is not reliable).
+        return (await self.conn.execute(stmt)).first() is not None
+
+    async def positions(self, account_id: str, *, lock: bool = False) -> list[Position]:
+        t = orm.positions
+        q = select(t).where(t.c.account_id == account_id)
+        return [
+            rows.row_position(r)
+            for r in await self.conn.execute(q.with_for_update() if lock else q)
+        ]
+
+    async def save_position(self, p: Position) -> None:
+        values = rows.position_row(p)
+        stmt = self._insert(orm.positions).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "product_id"],
+            set_={k: stmt.excluded[k] for k in values if k not in ("account_id", "product_id")},
+        )
+        await self.conn.execute(stmt)
+
+    # -- blocks, decisions, limits, states
+
+    async def insert_block(self, block: Block) -> None:
+        await self.conn.execute(orm.blocks.insert().values(rows.block_row(block)))
+
+    async def insert_decision(self, decision: Decision) -> None:
+        await self.conn.execute(orm.decisions.insert().values(rows.decision_row(decision)))
+
+    async def risk_limits(self, account_id: str) -> RiskLimits:
+        return await load_risk_limits(self.conn, account_id)
+
+    async def save_risk_limits(self, limits: RiskLimits, updated_by: str, time: datetime) -> None:
+        values = {
+            "account_id": limits.account_id,
+            "limits": rows.limits_json(limits),
+            "updated_by": updated_by,
+            "update_time_us": rows.to_us(time),
+        }
+        stmt = self._insert(orm.risk_limits).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id"],
+            set_={k: stmt.excluded[k] for k in values if k != "account_id"},
+        )
+        await self.conn.execute(stmt)
+
+    async def trading_states(
+        self, account_id: str, *, lock: bool = False
+    ) -> dict[str, TradingStateChange]:
+        """The last change of the global scope and of the account (absent = never changed)."""
+        t = orm.trading_states
+        q = select(t).where(t.c.scope_id.in_([GLOBAL, account_id]))
+        result = await self.conn.execute(q.with_for_update() if lock else q)
+        return {r.scope_id: rows.row_state(r) for r in result}
+
+    async def save_trading_state(self, change: TradingStateChange) -> None:
+        values = rows.state_row(change)
+        stmt = self._insert(orm.trading_states).values(values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["scope_id"],
+            set_={k: stmt.excluded[k] for k in values if k != "scope_id"},
+        )
+        await self.conn.execute(stmt)
+
+    # -- outbox
+
+    async def flush_events(self, encode: EventEncoder) -> int:
+        """Write the pending events; returns how many.
+
+        Postgres: into ``pending_events`` with this transaction's id, taking no shared lock
+        (the sequencer numbers them once the transaction is over). SQLite: numbered here from
+        the counter row - writers are serialised anyway, so seqs follow commit order."""
+        if not self.events:
+            return 0
+        rows_out = [
+            {
+                "time_us": rows.to_us(time),
+                "account_id": event.account_id,
+                "event_type": event.type.value,
+                "payload": encode(event),
+            }
+            for event, time in self.events
+        ]
+        if self._dialect == "postgresql":
+            txid = (
+                await self.conn.execute(
+                    select(func.pg_current_xact_id().cast(String).cast(BigInteger))
+                )
+            ).scalar_one()
+            await self.conn.execute(
+                orm.pending_events.insert(), [{**r, "txid": int(txid)} for r in rows_out]
+            )
+            return len(rows_out)
+        self.last_seq = await append_numbered(self.conn, rows_out)
+        return len(rows_out)
+
+
+async def append_numbered(conn: AsyncConnection, events: Sequence[dict[str, Any]]) -> int:
+    """Give ``events`` the next seqs (the counter row stays locked until commit) and insert
+    them into the outbox; returns the last seq."""
+    c = orm.event_counter
+    n = len(events)
+    last = int(
+        (
+            await conn.execute(
+                update(c)
+                .where(c.c.id == 1)
+                .values(last_seq=c.c.last_seq + n)
+                .returning(c.c.last_seq)
+            )
+        ).scalar_one()
+    )
+    first = last - n + 1
+    await conn.execute(orm.events.insert(), [{**e, "seq": first + i} for i, e in enumerate(events)])
+    return last
+
+
+def row_account(r: Any) -> Account:
+    from tradeplane.execution.domain.values import Venue
+
+    return Account(
+        account_id=r.account_id,
+        venue=Venue(r.venue),
+        display_name=r.display_name,
+        valuation_currency=r.valuation_currency,
+        create_time=rows.from_us(r.create_time_us),
+        cash=rows.json_cash(r.cash),
+        peak_equity=rows.opt_dec(r.peak_equity),
+        daily_pnl=rows.daily_pnl(r.daily_pnl_day, r.daily_pnl_amount),
+        loss_streak=rows.loss_streak(r.loss_streak_count, r.loss_streak_last_us),
+    )
+
+
+async def load_risk_limits(conn: AsyncConnection, account_id: str) -> RiskLimits:
+    t = orm.risk_limits
+    r = (await conn.execute(select(t).where(t.c.account_id == account_id))).first()
+    return RiskLimits(account_id) if r is None else rows.json_limits(account_id, r.limits)
+
+
+class SqlStore:
+    def __init__(self, engine: AsyncEngine, encode: EventEncoder, signal: EventSignal) -> None:
+        self.engine = engine
+        self._dialect = engine.dialect.name
+        self._encode = encode
+        self._signal = signal
+        # SQLite allows one writer; serialising writers here avoids "database is locked".
+        self._write_lock: asyncio.Lock | None = (
+            asyncio.Lock() if self._dialect == "sqlite" else None
+        )
+        self._sequencer: OutboxSequencer | None = (
+            OutboxSequencer(engine, signal) if self._dialect == "postgresql" else None
+        )
+
+    async def start(self) -> None:
+        if self._sequencer is not None:
+            await self._sequencer.start()
+
+    async def stop(self) -> None:
+        if self._sequencer is not None:
+            await self._sequencer.stop()
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SqlTx]:
+        async with contextlib.AsyncExitStack() as stack:
+            if self._write_lock is not None:
+                await stack.enter_async_context(self._write_lock)
+            appended = 0
+            async with self.engine.begin() as conn:
+                tx = SqlTx(conn, self._dialect)
+                yield tx
+                appended = await tx.flush_events(self._encode)
+            if appended:
+                if self._sequencer is not None:
+                    self._sequencer.wake()
+                else:
+                    EVENTS_LAST_SEQ.set(tx.last_seq)
+                    self._signal.notify()
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def account(self, account_id: str) -> Account | None:
+        t = orm.accounts
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(select(t).where(t.c.account_id == account_id))).first()
+        return None if r is None else row_account(r)
+
+    async def accounts(self, limit: int, after: str | None) -> list[Account]:
+        t = orm.accounts
+        q = select(t).order_by(t.c.account_id).limit(limit)
+        if after is not None:
+            q = q.where(t.c.account_id > after)
+        async with self.engine.connect() as conn:
+            return [row_account(r) for r in await conn.execute(q)]
+
+    async def order(self, order_id: str) -> Order | None:
+        t = orm.orders
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(select(t).where(t.c.order_id == order_id))).first()
+        return None if r is None else rows.row_order(r)
+
+    async def order_by_client_id(self, account_id: str, client_order_id: str) -> Order | None:
+        async with self.engine.connect() as conn:
+            return await SqlTx(conn, self._dialect).order_by_client_id(account_id, client_order_id)
+
+    async def working_orders(self, account_id: str | None = None) -> list[Order]:
+        """Every working order (of one account, or all), with the trade ids already applied
+        (one query for the orders, one for their fills)."""
+        t, f = orm.orders, orm.fills
+        q = select(t).where(t.c.status.in_(WORKING)).order_by(t.c.create_time_us, t.c.order_id)
+        if account_id is not None:
+            q = q.where(t.c.account_id == account_id)
+        async with self.engine.connect() as conn:
+            order_rows = list(await conn.execute(q))
+            ids = [r.order_id for r in order_rows]
+            trade_ids: dict[str, list[str]] = defaultdict(list)
+            for chunk in _chunks(ids, 500):
+                fq = select(f.c.order_id, f.c.venue_trade_id).where(f.c.order_id.in_(chunk))
+                for r in await conn.execute(fq):
+                    trade_ids[r.order_id].append(r.venue_trade_id)
+        return [rows.row_order(r, trade_ids[r.order_id]) for r in order_rows]
+
+    async def list_orders(
+        self,
+        *,
+        account_id: str,
+        product_id: str,
+        statuses: Sequence[str],
+        strategy_instance_id: str,
+        venue: str,
+        start_us: int | None,
+        end_us: int | None,
+        limit: int,
+        after: Page | None,
+    ) -> list[Order]:
+        t = orm.orders
+        where: list[ColumnElement[bool]] = []
+        if account_id:
+            where.append(t.c.account_id == account_id)
+        if product_id:
+            where.append(t.c.product_id == product_id)
+        if statuses:
+            where.append(t.c.status.in_(list(statuses)))
+        if strategy_instance_id:
+            where.append(t.c.strategy_instance_id == strategy_instance_id)
+        if venue:
+            where.append(t.c.venue == venue)
+        where += _time_range(t.c.create_time_us, start_us, end_us)
+        where += keyset_before(t.c.create_time_us, t.c.order_id, after)
+        q = (
+            select(t)
+            .where(*where)
+            .order_by(t.c.create_time_us.desc(), t.c.order_id.desc())
+            .limit(limit)
+        )
+        return [rows.row_order(r) for r in await self._all(q)]
+
+    async def orders_of_decisions(self, decision_ids: Sequence[str]) -> dict[str, list[Order]]:
+        t = orm.orders
+        out: dict[str, list[Order]] = defaultdict(list)
+        if not decision_ids:
+            return out
+        q = select(t).where(t.c.decision_id.in_(list(decision_ids))).order_by(t.c.create_time_us)
+        for r in await self._all(q):
+            out[r.decision_id].append(rows.row_order(r))
+        return out
+
+    async def list_fills(
+        self,
+        *,
+        account_id: str,
+        product_id: str,
+        order_id: str,
+        start_us: int | None,
+        end_us: int | None,
+        limit: int,
+        after: Page | None,
+    ) -> list[Fill]:
+        t = orm.fills
+        where: list[ColumnElement[bool]] = []
+        if account_id:
+            where.append(t.c.account_id == account_id)
+        if product_id:
+            where.append(t.c.product_id == product_id)
+        if order_id:
+            where.append(t.c.order_id == order_id)
+        where += _time_range(t.c.time_us, start_us, end_us)
+        where += keyset_before(t.c.time_us, t.c.fill_id, after)
+        q = select(t).where(*where).order_by(t.c.time_us.desc(), t.c.fill_id.desc()).limit(limit)
+        return [rows.row_fill(r) for r in await self._all(q)]
+
+    async def list_positions(
+        self,
+        *,
+        account_id: str,
+        product_id: str,
+        include_closed: bool,
+        limit: int,
+        after: tuple[str, str] | None,
+    ) -> list[Position]:
+        t = orm.positions
+        where: list[ColumnElement[bool]] = []
+        if account_id:
+            where.append(t.c.account_id == account_id)
+        if product_id:
+            where.append(t.c.product_id == product_id)
+        if not include_closed:
+            where.append(t.c.quantity != "0")
+        if after is not None:
+            where.append(
+                or_(
+                    t.c.account_id > after[0],
+                    and_(t.c.account_id == after[0], t.c.product_id > after[1]),
+                )
+            )
+        q = select(t).where(*where).order_by(t.c.account_id, t.c.product_id).limit(limit)
+        return [rows.row_position(r) for r in await self._all(q)]
+
+    async def positions(self, account_id: str) -> list[Position]:
+        async with self.engine.connect() as conn:
+            return await SqlTx(conn, self._dialect).positions(account_id)
+
+    async def working_order_count(self, account_id: str) -> int:
+        async with self.engine.connect() as conn:
+            return await SqlTx(conn, self._dialect).working_order_count(account_id)
+
+    async def list_blocks(
+        self,
+        *,
+        account_id: str,
+        product_id: str,
+        rule: str,
+        start_us: int | None,
+        end_us: int | None,
+        limit: int,
+        after: Page | None,
+    ) -> list[Block]:
+        t = orm.blocks
+        where: list[ColumnElement[bool]] = []
+        if account_id:
+            where.append(t.c.account_id == account_id)
+        if product_id:
+            where.append(t.c.product_id == product_id)
+        if rule:
+            where.append(t.c.rule == rule)
+        where += _time_range(t.c.time_us, start_us, end_us)
+        where += keyset_before(t.c.time_us, t.c.block_id, after)
+        q = select(t).where(*where).order_by(t.c.time_us.desc(), t.c.block_id.desc()).limit(limit)
+        return [rows.row_block(r) for r in await self._all(q)]
+
+    async def list_decisions(
+        self,
+        *,
+        strategy: str,
+        account_id: str,
+        product_id: str,
+        trace_id: str,
+        start_us: int | None,
+        end_us: int | None,
+        limit: int,
+        after: Page | None,
+    ) -> list[Decision]:
+        t, o = orm.decisions, orm.orders
+        where: list[ColumnElement[bool]] = []
+        if strategy:
+            where.append(t.c.strategy == strategy)
+        if account_id:
+            where.append(t.c.account_id == account_id)
+        if product_id:
+            where.append(t.c.product_id == product_id)
+        if trace_id:
+            where.append(t.c.trace_id == trace_id)
+        where += _time_range(t.c.create_time_us, start_us, end_us)
+        where += keyset_before(t.c.create_time_us, t.c.decision_id, after)
+        q = (
+            select(t)
+            .where(*where)
+            .order_by(t.c.create_time_us.desc(), t.c.decision_id.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            decision_rows = list(await conn.execute(q))
+            ids = [r.decision_id for r in decision_rows]
+            order_ids: dict[str, list[str]] = defaultdict(list)
+            if ids:
+                oq = (
+                    select(o.c.decision_id, o.c.order_id)
+                    .where(o.c.decision_id.in_(ids))
+                    .order_by(o.c.create_time_us)
+                )
+                for r in await conn.execute(oq):
+                    order_ids[r.decision_id].append(r.order_id)
+        return [rows.row_decision(r, order_ids[r.decision_id]) for r in decision_rows]
+
+    async def decision(self, decision_id: str) -> Decision | None:
+        t = orm.decisions
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(select(t).where(t.c.decision_id == decision_id))).first()
+        return None if r is None else rows.row_decision(r)
+
+    async def risk_limits(self, account_id: str) -> tuple[RiskLimits, str, datetime | None]:
+        t = orm.risk_limits
+        async with self.engine.connect() as conn:
+            r = (await conn.execute(select(t).where(t.c.account_id == account_id))).first()
+        if r is None:
+            return RiskLimits(account_id), "", None
+        return rows.json_limits(account_id, r.limits), r.updated_by, rows.from_us(r.update_time_us)
+
+    async def trading_states(self, account_id: str) -> dict[str, TradingStateChange]:
+        async with self.engine.connect() as conn:
+            return await SqlTx(conn, self._dialect).trading_states(account_id)
+
+    async def account_states(self, account_ids: Sequence[str]) -> dict[str, TradingState]:
+        """The own trading state of each account, in one query (ACTIVE when never set)."""
+        t = orm.trading_states
+        out = dict.fromkeys(account_ids, TradingState.ACTIVE)
+        if account_ids:
+            q = select(t.c.scope_id, t.c.state).where(t.c.scope_id.in_(list(account_ids)))
+            for r in await self._all(q):
+                out[r.scope_id] = TradingState(r.state)
+        return out
+
+    # -- outbox reads
+
+    async def event_bounds(self) -> tuple[int, int]:
+        """(oldest retained seq or 0, last committed seq)."""
+        async with self.engine.connect() as conn:
+            last = (
+                await conn.execute(
+                    select(orm.event_counter.c.last_seq).where(orm.event_counter.c.id == 1)
+                )
+            ).scalar_one()
+            oldest = (await conn.execute(select(func.min(orm.events.c.seq)))).scalar()
+        return int(oldest or 0), int(last)
+
+    async def prune_events(self, before: datetime) -> int:
+        """Delete outbox events committed before ``before`` (retention); returns how many."""
+        t = orm.events
+        async with contextlib.AsyncExitStack() as stack:
+            if self._write_lock is not None:
+                await stack.enter_async_context(self._write_lock)
+            async with self.engine.begin() as conn:
+                result = await conn.execute(delete(t).where(t.c.time_us < rows.to_us(before)))
+        return int(result.rowcount or 0)
+
+    async def events_after(
+        self,
+        after_seq: int,
+        upto_seq: int,
+        account_ids: Sequence[str],
+        event_types: Sequence[str],
+        limit: int,
+    ) -> list[StoredEvent]:
+        t = orm.events
+        where: list[ColumnElement[bool]] = [t.c.seq > after_seq, t.c.seq <= upto_seq]
+        if account_ids:
+            where.append(t.c.account_id.in_([*account_ids, GLOBAL]))
+        if event_types:
+            where.append(t.c.event_type.in_(list(event_types)))
+        q = select(t).where(*where).order_by(t.c.seq).limit(limit)
+        return [
+            StoredEvent(
+                int(r.seq), rows.from_us(r.time_us), r.account_id, r.event_type, bytes(r.payload)
+            )
+            for r in await self._all(q)
+        ]
+
+    async def _all(self, q: Select[Any]) -> list[Any]:
+        async with self.engine.connect() as conn:
+            return list(await conn.execute(q))
+
+
+def _time_range(col: Any, start_us: int | None, end_us: int | None) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
+    if start_us is not None:
+        out.append(col >= start_us)
+    if end_us is not None:
+        out.append(col < end_us)
+    return out
+
+
+def _chunks(items: Sequence[str], size: int) -> list[Sequence[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class OutboxSequencer:
+    """Postgres: numbers committed ``pending_events`` into the outbox, gaplessly.
+
+    A row is numbered only when its transaction id is below the snapshot horizon (every
+    transaction that old has finished), so a seq is never handed out while an earlier
+    committer could still add events; within a batch rows keep their insertion order. One
+    sequencer at a time (a transaction-level advisory lock), so replicas can all run one.
+    Writers therefore never wait for each other on the outbox."""
+
+    LOCK_KEY = 0x7E5E_0B0C  # advisory lock of the execution outbox sequencer
+    BATCH = 2000
+    RETRY_SECONDS = 0.005
+
+    def __init__(self, engine: AsyncEngine, signal: EventSignal, poll_seconds: float = 0.5):
+        self._engine = engine
+        self._signal = signal
+        self._poll = poll_seconds
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-sequencer")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = self._poll
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                while await self.run_once() == self.BATCH:
+                    pass
+                # Rows still waiting for an open transaction: look again soon.
+                delay = self.RETRY_SECONDS if await self._pending() else self._poll
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox sequencer failed; retrying")
+                delay = 1.0
+
+    async def _pending(self) -> bool:
+        async with self._engine.connect() as conn:
+            row = (await conn.execute(select(orm.pending_events.c.id).limit(1))).first()
+        return row is not None
+
+    async def run_once(self) -> int:
+        """Number one batch; returns how many events it numbered."""
+        p = orm.pending_events
+        async with self._engine.begin() as conn:
+            locked = (
+                await conn.execute(select(func.pg_try_advisory_xact_lock(self.LOCK_KEY)))
+            ).scalar_one()
+            if not locked:
+                return 0
+            horizon = (
+                await conn.execute(
+                    select(
+                        func.pg_snapshot_xmin(func.pg_current_snapshot())
+                        .cast(String)
+                        .cast(BigInteger)
+                    )
+                )
+            ).scalar_one()
+            ready = list(
+                await conn.execute(
+                    select(p.c.id, p.c.time_us, p.c.account_id, p.c.event_type, p.c.payload)
+                    .where(p.c.txid < horizon)
+                    .order_by(p.c.id)
+                    .limit(self.BATCH)
+                )
+            )
+            if not ready:
+                return 0
+            last = await append_numbered(
+                conn,
+                [
+                    {
+                        "time_us": r.time_us,
+                        "account_id": r.account_id,
+                        "event_type": r.event_type,
+                        "payload": r.payload,
+                    }
+                    for r in ready
+                ],
+            )
+            await conn.execute(delete(p).where(p.c.id.in_([r.id for r in ready])))
+        EVENTS_LAST_SEQ.set(last)
+        self._signal.notify()
+        return len(ready)

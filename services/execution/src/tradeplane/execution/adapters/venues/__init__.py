@@ -1,0 +1,1 @@
+"""Execution venues (one package each, behind service_layer.ports.ExecutionVenue)."""

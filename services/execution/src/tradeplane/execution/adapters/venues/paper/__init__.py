@@ -1,0 +1,1 @@
+"""The paper venue: simulated fills against the market service's live ticks."""

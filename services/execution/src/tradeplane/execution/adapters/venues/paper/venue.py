@@ -1,0 +1,168 @@
+"""The paper venue: keeps working orders in memory and fills them against live ticks.
+
+One worker task handles, in order, new orders and ticks, so the book never changes under a
+report. Each outcome is reported to the service layer (``VenueReports``), which applies it
+in one transaction; trade ids are ``<venue order id>-<n>`` so a fill reported twice (e.g.
+around a restart) is recognised by the unique (venue, venue_trade_id) key.
+
+Its state is the database: after a restart the service hands it back its working orders
+(``resume``) with the fills they already have, and it carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from tradeplane.execution.adapters.venues.paper.config import PaperConfig
+from tradeplane.execution.adapters.venues.paper.matching import PaperOrder, match
+from tradeplane.execution.domain.orders import Order
+from tradeplane.execution.domain.values import OrderStatus, OrderType, Venue
+from tradeplane.execution.service_layer.ports import (
+    MarketData,
+    MarketTick,
+    VenueFill,
+    VenueRejected,
+    VenueReports,
+)
+
+log = logging.getLogger(__name__)
+
+_Work = tuple[str, PaperOrder | MarketTick]
+
+
+class PaperVenue:
+    """Implements service_layer.ports.ExecutionVenue."""
+
+    def __init__(self, market: MarketData, config: PaperConfig) -> None:
+        self._market = market
+        self._config = config
+        self._reports: VenueReports | None = None
+        self._book: dict[str, PaperOrder] = {}  # order id -> working order
+        self._queue: asyncio.Queue[_Work] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        market.add_listener(self._on_tick)
+
+    @property
+    def venue(self) -> Venue:
+        return Venue.PAPER
+
+    def bind(self, reports: VenueReports) -> None:
+        self._reports = reports
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._work(), name="paper-venue")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @property
+    def working_count(self) -> int:
+        return len(self._book)
+
+    # -- ExecutionVenue
+
+    async def submit(self, order: Order) -> str:
+        if order.spec.type is OrderType.BRACKET:
+            raise VenueRejected("BRACKET orders are not supported by the paper venue yet")
+        venue_order_id = f"paper-{order.order_id}"
+        if order.order_id not in self._book:  # idempotent on the order id
+            self._add(order, venue_order_id)
+        return venue_order_id
+
+    async def cancel(self, order: Order) -> bool:
+        self._book.pop(order.order_id, None)
+        return True
+
+    async def resume(self, orders: Sequence[Order]) -> None:
+        for order in orders:
+            if order.order_id not in self._book and order.venue_order_id:
+                self._add(order, order.venue_order_id, evaluated=True)
+
+    async def cancel_quietly(self, order_id: str) -> None:
+        """Drop an order from the book without reporting (tests drive reports by hand)."""
+        self._book.pop(order_id, None)
+
+    # -- internals
+
+    def _add(self, order: Order, venue_order_id: str, *, evaluated: bool = False) -> None:
+        spec = order.spec
+        paper = PaperOrder(
+            order_id=order.order_id,
+            venue_order_id=venue_order_id,
+            product_id=spec.product_id,
+            side=spec.side,
+            type=spec.type,
+            time_in_force=spec.time_in_force,
+            remaining=order.remaining_size,
+            quote_remaining=None
+            if spec.quote_size is None
+            else spec.quote_size - order.filled_quote,
+            limit_price=spec.limit_price,
+            stop_price=spec.stop_price,
+            stop_direction=spec.stop_direction,
+            post_only=spec.post_only,
+            expire_time=spec.expire_time,
+            fill_count=len(order.fill_trade_ids),
+            # A resumed order that already rested (or a triggered stop) is not "arriving".
+            evaluated=evaluated and (spec.type is not OrderType.STOP_LIMIT),
+        )
+        self._book[order.order_id] = paper
+        tick = self._market.last_tick(spec.product_id)
+        if tick is not None and not paper.evaluated:
+            self._queue.put_nowait(("match", paper))
+
+    def _on_tick(self, tick: MarketTick) -> None:
+        self._queue.put_nowait(("tick", tick))
+
+    async def _work(self) -> None:
+        while True:
+            kind, item = await self._queue.get()
+            try:
+                if kind == "match":
+                    assert isinstance(item, PaperOrder)
+                    tick = self._market.last_tick(item.product_id)
+                    if tick is not None and item.order_id in self._book and not item.evaluated:
+                        await self._match(item, tick)
+                else:
+                    assert isinstance(item, MarketTick)
+                    for paper in [
+                        o for o in self._book.values() if o.product_id == item.product_id
+                    ]:
+                        if paper.order_id in self._book:
+                            await self._match(paper, item)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("paper venue failed to process", extra={"kind": kind})
+
+    async def _match(self, paper: PaperOrder, tick: MarketTick) -> None:
+        rules = self._market.product(paper.product_id)
+        if rules is None or self._reports is None:
+            return
+        result = match(paper, tick, self._config, rules)
+        for execution in result.executions:
+            await self._reports.on_fill(
+                VenueFill(
+                    order_id=paper.order_id,
+                    venue_trade_id=paper.next_trade_id(),
+                    price=execution.price,
+                    size=execution.size,
+                    fee=execution.fee,
+                    fee_currency=rules.quote_currency,
+                    liquidity=execution.liquidity,
+                    # The trade happens now, against the latest quote (which may be older).
+                    time=max(tick.time, datetime.now(UTC)),
+                )
+            )
+        if result.done is not None:
+            self._book.pop(paper.order_id, None)
+            if result.done is not OrderStatus.FILLED or paper.remaining is None:
+                await self._reports.on_order_done(paper.order_id, result.done, result.reason)

@@ -1,0 +1,5 @@
+from tradeplane.execution.adapters.orm import metadata
+from tradeplane.execution.migrations import VERSION_TABLE
+from tradeplane.runtime.db import alembic_env
+
+alembic_env.run(metadata, version_table=VERSION_TABLE)
