@@ -1,0 +1,1 @@
+"""Fake external services for tests (real sockets, documented wire formats)."""
