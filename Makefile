@@ -49,6 +49,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	@$(VENV)/bin/mypy libs/runtime/src/tradeplane/runtime libs/platform/src/tradeplane/platform $(wildcard libs/strategies/src/tradeplane/strategies) \
+	  gateway/src/tradeplane/gateway \
 	  $(patsubst %/__init__.py,%,$(wildcard services/*/src/tradeplane/*/domain/__init__.py))
 
 check: protos-check lint typecheck test

@@ -18,6 +18,7 @@ SETTINGS = [
     ("tradeplane.market.entrypoints.settings", "MarketSettings"),
     ("tradeplane.wallets.entrypoints.settings", "WalletsSettings"),
     ("tradeplane.execution.entrypoints.settings", "ExecutionSettings"),
+    ("tradeplane.gateway.settings", "GatewaySettings"),
 ]
 
 
