@@ -19,6 +19,7 @@ SETTINGS = [
     ("tradeplane.wallets.entrypoints.settings", "WalletsSettings"),
     ("tradeplane.execution.entrypoints.settings", "ExecutionSettings"),
     ("tradeplane.gateway.settings", "GatewaySettings"),
+    ("tradeplane.backtest.entrypoints.settings", "BacktestServiceSettings"),
 ]
 
 

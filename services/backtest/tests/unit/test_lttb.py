@@ -44,3 +44,14 @@ def test_the_largest_triangle_is_chosen_in_each_bucket() -> None:
 def test_at_least_three_points() -> None:
     with pytest.raises(ValueError):
         lttb_indices([0, 1, 2, 3], [0, 1, 2, 3], 2)
+
+
+def test_the_library_keeps_the_same_points_as_the_reference() -> None:
+    from tradeplane.backtest.domain.lttb import lttb_indices_numpy
+
+    x, y = _curve(200_003)
+    for points in (3, 10, 2000):
+        assert (lttb_indices(x, y, points) == lttb_indices_numpy(x, y, points)).all()
+    times = (1_600_000_000 + 60 * np.arange(50_000)).astype(np.int64)  # epoch seconds, int
+    values = y[:50_000]
+    assert (lttb_indices(times, values, 700) == lttb_indices_numpy(times, values, 700)).all()

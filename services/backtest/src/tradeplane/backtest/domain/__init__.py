@@ -12,8 +12,19 @@ from tradeplane.backtest.domain.bars import BarSeries, FloatArray
 from tradeplane.backtest.domain.broker import Broker, Order, OrderStatus
 from tradeplane.backtest.domain.engine import BacktestContext, ProgressCallback, run_event
 from tradeplane.backtest.domain.lttb import lttb_indices
-from tradeplane.backtest.domain.playback import Playback, PlaybackState, Snapshots
-from tradeplane.backtest.domain.portfolio import FillKind, FillRecord, Portfolio, TradeRecord
+from tradeplane.backtest.domain.playback import (
+    Playback,
+    PlaybackState,
+    Snapshots,
+    replay_from_snapshot,
+)
+from tradeplane.backtest.domain.portfolio import (
+    FillKind,
+    FillRecord,
+    Portfolio,
+    PortfolioState,
+    TradeRecord,
+)
 from tradeplane.backtest.domain.results import BacktestResult
 from tradeplane.backtest.domain.settings import BacktestSettings, FillRule
 from tradeplane.backtest.domain.statistics import Statistics, compute_statistics
@@ -56,12 +67,14 @@ __all__ = [
     "Playback",
     "PlaybackState",
     "Portfolio",
+    "PortfolioState",
     "ProgressCallback",
     "Snapshots",
     "Statistics",
     "TradeRecord",
     "compute_statistics",
     "lttb_indices",
+    "replay_from_snapshot",
     "run_backtest",
     "run_event",
     "run_vectorised",

@@ -125,6 +125,11 @@ class Playback:
         self._snapshots = snapshots
         self._initial = PortfolioState(initial_cash, 0.0, 0.0, 0.0, 0.0)
 
+    @property
+    def snapshots(self) -> Snapshots:
+        """The stored snapshots (what a service persists with the run)."""
+        return self._snapshots
+
     def bar_at(self, timestamp: int) -> int:
         """Index of the last bar starting at or before `timestamp` (-1 before the first)."""
         return int(np.searchsorted(self._time, timestamp, side="right")) - 1
@@ -178,3 +183,13 @@ class Playback:
             open_orders=tuple(self._orders[i] for i in working),
             recent_fills=tuple(fills),
         )
+
+
+def replay_from_snapshot(state: PortfolioState, fills: Sequence[FillRecord]) -> Portfolio:
+    """The portfolio after `fills` (those after a snapshot, in order) booked onto the
+    snapshot's `state`, exactly as the run booked them; for services that load the nearest
+    stored snapshot and at most K bars of fills instead of the whole run."""
+    portfolio = Portfolio.restore(state)
+    for fill in fills:
+        _replay(portfolio, fill)
+    return portfolio

@@ -1,0 +1,1 @@
+"""Storage (SQLAlchemy) and the market-data client of the backtest service."""

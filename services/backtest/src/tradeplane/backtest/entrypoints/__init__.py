@@ -1,0 +1,1 @@
+"""gRPC servicer, settings and composition root of the backtest service."""

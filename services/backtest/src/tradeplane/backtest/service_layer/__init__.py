@@ -1,0 +1,1 @@
+"""Use cases of the backtest service: runs, the worker, results queries."""
