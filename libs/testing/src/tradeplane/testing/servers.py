@@ -196,32 +196,17 @@ def start_throwaway_postgres(timeout: float = 60.0) -> Server:
     if init.returncode != 0:
         shutil.rmtree(base, ignore_errors=True)
         raise ServerUnavailable(f"initdb failed: {init.stderr.strip()[-500:]}")
-    port = free_port()
-    settings = {
-        "listen_addresses": "127.0.0.1",
-        "port": str(port),
-        "unix_socket_directories": str(base),
-        "fsync": "off",
-        "synchronous_commit": "off",
-        "full_page_writes": "off",
-        "max_connections": "200",
-    }
-    args: list[str | Path] = [bindir / "postgres", "-D", data]
-    for name, value in settings.items():
-        args += ["-c", f"{name}={value}"]
-    with open(log, "wb") as log_file:
-        process = subprocess.Popen(
-            args,
-            cwd=base,
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C on pytest must not kill it before we stop it
-            user=uid,
-            group=gid,
-            extra_groups=groups,
-        )
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    # A child forked from a process with gRPC threads occasionally dies before exec under heavy
+    # load (grpc's fork handlers); the data directory is fine, so try a few times.
+    for attempt in range(1, 4):
+        try:
+            process, url = _start_postgres_process(bindir, base, data, log, env, uid, gid, groups)
+        except ServerUnavailable:
+            if attempt == 3:
+                shutil.rmtree(base, ignore_errors=True)
+                raise
+            continue
+        break
 
     def stop() -> None:
         # SIGINT = PostgreSQL's "fast" shutdown: disconnect clients, stop at once.
@@ -237,6 +222,50 @@ def start_throwaway_postgres(timeout: float = 60.0) -> Server:
             raise ServerUnavailable(f"throwaway PostgreSQL did not start: {output}")
         time.sleep(0.1)
     return Server(url, "throwaway", base, stop)
+
+
+def _start_postgres_process(
+    bindir: Path,
+    base: Path,
+    data: Path,
+    log: Path,
+    env: dict[str, str],
+    uid: int | None,
+    gid: int | None,
+    groups: list[int] | None,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `postgres` on a free port; fail fast if the process dies in its first second."""
+    port = free_port()
+    settings = {
+        "listen_addresses": "127.0.0.1",
+        "port": str(port),
+        "unix_socket_directories": str(base),
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "max_connections": "200",
+    }
+    args: list[str | Path] = [bindir / "postgres", "-D", data]
+    for name, value in settings.items():
+        args += ["-c", f"{name}={value}"]
+    with open(log, "ab") as log_file:
+        process = subprocess.Popen(
+            args,
+            cwd=base,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C on pytest must not kill it before we stop it
+            user=uid,
+            group=gid,
+            extra_groups=groups,
+        )
+    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=1.0)
+    if process.poll() is not None and not postgres_answers(url, timeout=1):
+        raise ServerUnavailable(f"postgres exited with {process.returncode}")
+    return process, url
 
 
 # --- Redis --------------------------------------------------------------------------------
