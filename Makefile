@@ -48,7 +48,7 @@ lint: $(STAMP)
 	@$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	@$(VENV)/bin/mypy libs/runtime/src/tradeplane/runtime libs/platform/src/tradeplane/platform $(wildcard libs/strategies/src/tradeplane/strategies) \
+	@$(VENV)/bin/mypy libs/runtime/src/tradeplane/runtime libs/platform/src/tradeplane/platform libs/indicators/src/tradeplane/indicators $(wildcard libs/strategies/src/tradeplane/strategies) \
 	  gateway/src/tradeplane/gateway \
 	  $(patsubst %/__init__.py,%,$(wildcard services/*/src/tradeplane/*/domain/__init__.py))
 

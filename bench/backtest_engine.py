@@ -33,8 +33,8 @@ from tradeplane.backtest.domain import (
     run_event,
     run_vectorised,
 )
+from tradeplane.indicators import INDICATORS
 from tradeplane.strategies import create_strategy
-from tradeplane.strategies.indicators import sma
 
 FAST, SLOW = 10, 30
 INITIAL = 10_000.0
@@ -57,7 +57,9 @@ def synthetic_bars(n: int, seed: int = 7) -> BarSeries:
 def numpy_floor(bars: BarSeries) -> float:
     """Final equity of the crossover, all in, next-open fills, no fees, in whole arrays."""
     close, open_ = bars.close, bars.open
-    fast, slow = sma(close, FAST), sma(close, SLOW)
+    sma = INDICATORS["sma"]
+    fast = sma.compute(bars, {"period": FAST})["value"]
+    slow = sma.compute(bars, {"period": SLOW})["value"]
     up = np.zeros(len(close), dtype=np.bool_)
     down = np.zeros(len(close), dtype=np.bool_)
     up[1:] = (fast[1:] > slow[1:]) & (fast[:-1] <= slow[:-1])

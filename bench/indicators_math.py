@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from tradeplane.indicators import INDICATORS, validate_spec
 from tradeplane.market.domain.candles import CandleArrays
-from tradeplane.market.domain.indicators import INDICATORS, validate_spec
 
 NAN = float("nan")
 

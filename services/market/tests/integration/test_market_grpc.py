@@ -12,9 +12,9 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tradeplane.indicators import INDICATORS, validate_spec
 from tradeplane.market.adapters.candle_repository import SqlCandleRepository
 from tradeplane.market.domain.candles import CandleArrays
-from tradeplane.market.domain.indicators import INDICATORS, validate_spec
 from tradeplane.market.domain.intervals import Interval, epoch_seconds
 from tradeplane.market.service_layer import metrics
 from trading.market.v1 import market_pb2 as pb

@@ -10,14 +10,14 @@ from decimal import Decimal
 import numpy as np
 import numpy.typing as npt
 
-from tradeplane.market.domain.candles import Candle, CandleArrays
-from tradeplane.market.domain.hub import Sequenced
-from tradeplane.market.domain.indicators import (
+from tradeplane.indicators import (
     INDICATORS,
     IndicatorDef,
     spec_key,
     validate_spec,
 )
+from tradeplane.market.domain.candles import Candle, CandleArrays
+from tradeplane.market.domain.hub import Sequenced
 from tradeplane.market.domain.intervals import Interval, epoch_seconds
 from tradeplane.market.domain.order_book import OrderBook, simulated_book
 from tradeplane.market.domain.products import CATALOG, Product

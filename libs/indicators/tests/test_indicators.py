@@ -1,4 +1,4 @@
-"""Indicators against independent textbook loops, warm-up, and parameter validation.
+"""Indicators against independent textbook loops, causality, warm-up, and parameter validation.
 
 The reference implementations below are deliberately plain Python loops over lists, written
 from the textbook definitions, sharing no code with the vectorised module under test.
@@ -7,15 +7,32 @@ from the textbook definitions, sharing no code with the vectorised module under 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
-from tradeplane.market.domain.candles import CandleArrays
-from tradeplane.market.domain.indicators import INDICATORS, spec_key, validate_spec
+from tradeplane.indicators import INDICATORS, FloatArray, spec_key, validate_spec
 from tradeplane.runtime.errors import InvalidArgument
 
 NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """The plainest PriceColumns: five float64 arrays, sliceable like a candle range."""
+
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+
+    def __getitem__(self, rows: slice) -> Columns:
+        return Columns(
+            self.open[rows], self.high[rows], self.low[rows], self.close[rows], self.volume[rows]
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # Reference implementations (per element, textbook)
@@ -119,7 +136,7 @@ def ref_vwap(
     return out
 
 
-def reference(name: str, a: CandleArrays, p: dict[str, float]) -> dict[str, list[float]]:
+def reference(name: str, a: Columns, p: dict[str, float]) -> dict[str, list[float]]:
     h, lo, c, v = a.high.tolist(), a.low.tolist(), a.close.tolist(), a.volume.tolist()
     if name == "sma":
         return {"value": ref_sma(c, int(p["period"]))}
@@ -144,7 +161,7 @@ def reference(name: str, a: CandleArrays, p: dict[str, float]) -> dict[str, list
 # Data
 
 
-def random_candles(n: int, seed: int = 7, level: float = 100.0, vol: float = 0.01) -> CandleArrays:
+def random_candles(n: int, seed: int = 7, level: float = 100.0, vol: float = 0.01) -> Columns:
     rng = np.random.default_rng(seed)
     close = level * np.exp(np.cumsum(rng.normal(0.0, vol, n)))
     open_ = np.concatenate(([level], close[:-1]))
@@ -153,13 +170,12 @@ def random_candles(n: int, seed: int = 7, level: float = 100.0, vol: float = 0.0
     low = np.minimum(open_, close) - spread
     volume = rng.uniform(0.0, 10.0, n)
     volume[rng.random(n) < 0.05] = 0.0  # some empty minutes
-    start = 1_700_000_040 + 60 * np.arange(n)
-    return CandleArrays.from_columns(start, open_, high, low, close, volume)
+    return Columns(open_, high, low, close, volume)
 
 
-def constant_candles(n: int, price: float = 42.5) -> CandleArrays:
+def constant_candles(n: int, price: float = 42.5) -> Columns:
     col = np.full(n, price)
-    return CandleArrays.from_columns(60 * np.arange(n), col, col, col, col, np.ones(n))
+    return Columns(col, col, col, col, np.ones(n))
 
 
 def assert_matches(actual: dict[str, np.ndarray], expected: dict[str, list[float]]) -> None:
@@ -249,7 +265,7 @@ def test_constant_series(name: str) -> None:
 @pytest.mark.parametrize("name", sorted(INDICATORS))
 @pytest.mark.parametrize("length", [0, 1, 5])
 def test_period_longer_than_series_is_all_nan(name: str, length: int) -> None:
-    a = random_candles(length) if length else CandleArrays.empty()
+    a = random_candles(length) if length else constant_candles(0)
     params = {k: 30.0 for k in INDICATORS[name].params if k != "stddev"}
     if name == "macd":
         params = {"fast": 10.0, "slow": 30.0, "signal": 9.0}
@@ -288,6 +304,19 @@ def test_long_ema_period_against_reference() -> None:
     a = random_candles(20_000, seed=5)
     full = validate_spec("ema", {"period": 5000})
     assert_matches(INDICATORS["ema"].compute(a, full), reference("ema", a, full))
+
+
+@pytest.mark.parametrize("case", CASES, ids=_id)
+def test_every_output_is_causal(case: tuple[str, dict[str, float]]) -> None:
+    """The value at bar t is bit for bit the same whether or not later bars exist."""
+    name, params = case
+    a = random_candles(300, seed=13)
+    full_params = validate_spec(name, params)
+    whole = INDICATORS[name].compute(a, full_params)
+    for cut in (1, 2, 30, 151, 299):
+        head = INDICATORS[name].compute(a[:cut], full_params)
+        for output, values in head.items():
+            np.testing.assert_array_equal(values, whole[output][:cut], err_msg=output)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,9 +1,15 @@
 """Technical indicators over whole candle columns, vectorised with numpy.
 
-Conventions (each checked against a plain textbook loop in tests/unit/test_indicators.py):
+The one implementation used by the market service (GetCandles indicators), the strategy
+library and so the backtest engine. `compute` takes any object with float64 numpy columns
+`open`/`high`/`low`/`close`/`volume` of equal length (`PriceColumns`), e.g. the market's
+CandleArrays.
+
+Conventions (each checked against a plain textbook loop in tests/test_indicators.py):
 
 - Every output is a float64 array as long as the input, NaN where the indicator has no value
-  yet (not enough bars before it).
+  yet (not enough bars before it). Every output is causal: the value at bar t depends on
+  bars 0..t only, bit for bit (which is what makes "no look-ahead" hold for strategies).
 - EMA: alpha = 2 / (period + 1), seeded at index period-1 with the SMA of the first `period`
   values, then y[t] = alpha * x[t] + (1 - alpha) * y[t-1].
 - Wilder smoothing (RSI, ATR): alpha = 1 / period, seeded with the plain mean of the first
@@ -32,15 +38,46 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from tradeplane.market.domain.candles import CandleArrays
 from tradeplane.runtime.errors import InvalidArgument
 
+__all__ = [
+    "INDICATORS",
+    "FloatArray",
+    "IndicatorDef",
+    "Outputs",
+    "ParamDef",
+    "Params",
+    "PriceColumns",
+    "spec_key",
+    "validate_spec",
+]
+
 FloatArray = npt.NDArray[np.float64]
+
+
+class PriceColumns(Protocol):
+    """Float64 OHLCV columns of one length, oldest first (e.g. the market's CandleArrays)."""
+
+    @property
+    def open(self) -> FloatArray: ...
+
+    @property
+    def high(self) -> FloatArray: ...
+
+    @property
+    def low(self) -> FloatArray: ...
+
+    @property
+    def close(self) -> FloatArray: ...
+
+    @property
+    def volume(self) -> FloatArray: ...
+
 
 # Below this weight a term of a geometric recursion no longer changes a float64 result.
 _NEGLIGIBLE_WEIGHT = 1e-18
@@ -159,19 +196,19 @@ Params = Mapping[str, float]
 Outputs = dict[str, FloatArray]
 
 
-def _sma(a: CandleArrays, p: Params) -> Outputs:
+def _sma(a: PriceColumns, p: Params) -> Outputs:
     period = int(p["period"])
     return {"value": _rolling_sum(a.close, period) / period}
 
 
-def _ema_indicator(a: CandleArrays, p: Params) -> Outputs:
+def _ema_indicator(a: PriceColumns, p: Params) -> Outputs:
     return {"value": _ema(a.close, int(p["period"]))}
 
 
-def _rsi(a: CandleArrays, p: Params) -> Outputs:
+def _rsi(a: PriceColumns, p: Params) -> Outputs:
     period = int(p["period"])
-    out = _nan(len(a))
-    if len(a) < 2:
+    out = _nan(len(a.close))
+    if len(a.close) < 2:
         return {"value": out}
     delta = np.diff(a.close)
     avg_gain = _wilder(np.maximum(delta, 0.0), period)
@@ -183,25 +220,25 @@ def _rsi(a: CandleArrays, p: Params) -> Outputs:
     return {"value": out}
 
 
-def _macd(a: CandleArrays, p: Params) -> Outputs:
+def _macd(a: PriceColumns, p: Params) -> Outputs:
     fast, slow, signal_period = int(p["fast"]), int(p["slow"]), int(p["signal"])
     macd = _ema(a.close, fast) - _ema(a.close, slow)
-    signal = _nan(len(a))
-    if slow <= len(a):
+    signal = _nan(len(a.close))
+    if slow <= len(a.close):
         signal[slow - 1 :] = _ema(macd[slow - 1 :], signal_period)
     return {"macd": macd, "signal": signal, "histogram": macd - signal}
 
 
-def _bollinger(a: CandleArrays, p: Params) -> Outputs:
+def _bollinger(a: PriceColumns, p: Params) -> Outputs:
     middle, std = _rolling_mean_std(a.close, int(p["period"]))
     width = p["stddev"] * std
     return {"upper": middle + width, "middle": middle, "lower": middle - width}
 
 
-def _atr(a: CandleArrays, p: Params) -> Outputs:
+def _atr(a: PriceColumns, p: Params) -> Outputs:
     period = int(p["period"])
-    out = _nan(len(a))
-    if len(a) < 2:
+    out = _nan(len(a.close))
+    if len(a.close) < 2:
         return {"value": out}
     prev_close = a.close[:-1]
     high, low = a.high[1:], a.low[1:]
@@ -212,7 +249,7 @@ def _atr(a: CandleArrays, p: Params) -> Outputs:
     return {"value": out}
 
 
-def _vwap(a: CandleArrays, p: Params) -> Outputs:
+def _vwap(a: PriceColumns, p: Params) -> Outputs:
     period = int(p["period"])
     weighted = (a.high + a.low + a.close) / 3.0 * a.volume
     if period == 0:
@@ -263,7 +300,7 @@ class IndicatorDef:
     params: Mapping[str, ParamDef]
     outputs: tuple[str, ...]
     _warmup: Callable[[Params], int]
-    _compute: Callable[[CandleArrays, Params], Outputs]
+    _compute: Callable[[PriceColumns, Params], Outputs]
     # Cross-parameter rule: returns (param name, message) when violated.
     _check: Callable[[Params], tuple[str, str] | None] | None = None
 
@@ -275,7 +312,7 @@ class IndicatorDef:
         """Bars of history needed before the first requested candle (see module doc)."""
         return self._warmup(self.resolve(params))
 
-    def compute(self, arrays: CandleArrays, params: Params) -> dict[str, FloatArray]:
+    def compute(self, arrays: PriceColumns, params: Params) -> dict[str, FloatArray]:
         """Every output over the whole series; arrays as long as `arrays`, NaN where undefined."""
         return self._compute(arrays, self.resolve(params))
 
