@@ -3,8 +3,8 @@ stop them all on Ctrl-C / SIGTERM or when one dies."""
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
+import shutil
 import signal
 import subprocess
 import sys
@@ -32,23 +32,19 @@ class Interrupted(Exception):
     """Ctrl-C / SIGTERM arrived while starting."""
 
 
-def _load_prctl() -> object | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):  # not Linux
-        return None
+_SETPRIV = shutil.which("setpriv")
 
 
-_PRCTL = _load_prctl()
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_launcher() -> None:
-    """Runs in the child before exec: SIGTERM it if the launcher itself is killed (-9), so no
-    service is left holding its port. Children get their own session, so a terminal's Ctrl-C
-    reaches only the launcher, which then stops them in order."""
-    if _PRCTL is not None:
-        _PRCTL(_PR_SET_PDEATHSIG, signal.SIGTERM)  # type: ignore[operator]
+def _child_command(module: str) -> list[str]:
+    """The child's argv. With util-linux's setpriv the child gets SIGTERM if the launcher itself
+    is killed (-9), so no service is left holding its port. setpriv sets PR_SET_PDEATHSIG after
+    fork in C; a Python preexec_fn would run in a child forked from a process with gRPC threads,
+    which is unsafe and was seen to hang the launcher. Children get their own session, so a
+    terminal's Ctrl-C reaches only the launcher, which then stops them in order."""
+    command = [sys.executable, "-m", module]
+    if _SETPRIV is None:
+        return command
+    return [_SETPRIV, "--pdeathsig", "TERM", "--", *command]
 
 
 @dataclass
@@ -103,13 +99,12 @@ class Supervisor:
         log.flush()
         start = log.tell()
         proc = subprocess.Popen(
-            [sys.executable, "-m", planned.spec.module],
+            _child_command(planned.spec.module),
             env=dict(planned.env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_launcher,
         )
         follower = LogFollower(planned.name, planned.log_path, start, self.out)
         follower.start()
