@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MANIFESTS := requirements-dev.txt $(wildcard gen/python/pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml gateway/pyproject.toml)
 
-.PHONY: up test protos protos-check lint typecheck check bench clean install observe debian-packages
+.PHONY: up test protos protos-check lint typecheck check bench clean install observe debian-packages web
 
 install: $(STAMP)
 
@@ -15,15 +15,19 @@ $(STAMP): $(MANIFESTS) scripts/bootstrap.sh
 	@touch $(STAMP)
 
 ## Start every service (and the gateway when present) on the embedded default; Ctrl-C stops all.
-up: $(STAMP)
+up: $(STAMP) web
 	@$(PY) -m tradeplane.platform up
 
 ## Run the whole test suite (installs the Debian packages it drives, e.g. Prometheus, first).
-test: $(STAMP) debian-packages
+test: $(STAMP) debian-packages web
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 debian-packages:
 	@scripts/debian_packages.sh
+
+## Build the web UI (gateway/web -> gateway/web/dist); a quick no-op when it is current.
+web:
+	@scripts/build_web.sh
 
 ## Run a real Prometheus (Debian `prometheus`) scraping the `make up` platform, rules loaded.
 observe: $(STAMP) debian-packages

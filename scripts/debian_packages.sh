@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite drives for real (Prometheus + promtool for the
-# dashboard/alert tests). Quick no-op when they are present; needs root (or sudo) otherwise.
+# Installs the Debian packages the test suite drives for real: Prometheus + promtool (dashboard
+# and alert tests) and Chromium (the web UI's Playwright tests). Quick no-op when present;
+# needs root (or passwordless sudo) otherwise.
 set -euo pipefail
 need=()
 command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+[ -x /usr/bin/chromium ] || need+=(chromium)  # the web UI's browser tests (Playwright)
 [ ${#need[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1; then
   echo "warning: not Debian/Ubuntu; install ${need[*]} yourself (tests that need them skip)" >&2

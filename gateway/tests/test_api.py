@@ -138,8 +138,9 @@ async def test_services_not_running_answer_503(gateway_factory: Any) -> None:
         assert response.json()["message"].startswith("the execution service is unavailable")
 
 
-async def test_health_placeholder_and_openapi(gateway_factory: Any) -> None:
-    gw = await gateway_factory()
+async def test_health_placeholder_and_openapi(gateway_factory: Any, tmp_path: Any) -> None:
+    # No built UI at the configured place: the placeholder page is served.
+    gw = await gateway_factory(tradeplane_web_dir=tmp_path / "no-ui")
     async with httpx.AsyncClient(base_url=gw.http) as http:
         assert (await http.get("/healthz")).json() == {"status": "ok"}
         page = await http.get("/")
