@@ -49,6 +49,9 @@ SERVER_ERROR_CODES = frozenset(
 )
 
 
+_DEADLINE_MARGIN_SECONDS = 0.25
+
+
 @dataclass(frozen=True)
 class RpcInfo:
     """What is being called: ``/trading.market.v1.MarketService/ListProducts``."""
@@ -81,8 +84,11 @@ def status_code_of(context: grpc.aio.ServicerContext, exc: BaseException | None)
     """The status the call ends with, given how the wrapped handler finished."""
     if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
         # grpc cancels the handler both when the client goes away and when the deadline passes.
+        # The server's deadline is the client's, re-based on arrival, so it lags the client's by
+        # the transit time: a client-side expiry can reach us as a cancel while a sliver of our
+        # deadline remains. Within that margin it is a missed deadline, not a cancel.
         remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
+        if remaining is not None and remaining <= _DEADLINE_MARGIN_SECONDS:
             return grpc.StatusCode.DEADLINE_EXCEEDED
         return grpc.StatusCode.CANCELLED
     if exc is not None and not isinstance(exc, grpc.aio.AbortError):
