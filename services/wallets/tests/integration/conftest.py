@@ -136,9 +136,11 @@ class FakeExecution(execution_pb2_grpc.ExecutionServiceServicer):
                 asyncio.ensure_future(self._changed.wait()),
                 asyncio.ensure_future(self.stop.wait()),
             ]
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            for w in waiters:
-                w.cancel()
+            try:
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when the call is cancelled: no waiter outlives it
+                for w in waiters:
+                    w.cancel()
 
     @property
     def last_seq(self) -> int:

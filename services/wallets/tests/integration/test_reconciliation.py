@@ -217,3 +217,24 @@ async def test_stream_ends_ok_on_shutdown(database_url: str) -> None:
         assert await stream.code() == grpc.StatusCode.OK
     finally:
         await stop_wallets(running)
+
+
+async def test_stop_waits_for_cancelled_streams(database_url: str) -> None:
+    """Streams the client cancels just before the server stops: stop() returns only once their
+    handlers have ended, so none is left reading the database when the event loop closes."""
+    running = await start_wallets(wallets_settings(database_url))
+    try:
+        await running.stub.Reconcile(pb.ReconcileRequest(all=True))
+        streams = [
+            running.stub.StreamReconciliations(pb.StreamReconciliationsRequest(since_seq=0))
+            for _ in range(3)
+        ]
+        async with asyncio.timeout(10):
+            for stream in streams:
+                await stream.read()
+        for stream in streams:
+            stream.cancel()
+    finally:
+        await stop_wallets(running)
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
+    assert left == []

@@ -88,7 +88,10 @@ class ExecutionFillSource:
             stub = execution_pb2_grpc.ExecutionServiceStub(channel)
             # READY within the timeout or it counts as a failed attempt (the consumer backs off);
             # a server-streaming call alone would not tell us until the first event arrives.
-            await asyncio.wait_for(channel.channel_ready(), self._connect_timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that arrives as the channel becomes ready.
+            async with asyncio.timeout(self._connect_timeout):
+                await channel.channel_ready()
             call = stub.StreamEvents(
                 pb.StreamEventsRequest(since_seq=since_seq, event_types=[pb.EVENT_TYPE_FILL])
             )

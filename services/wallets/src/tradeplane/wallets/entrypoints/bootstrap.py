@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,12 +54,21 @@ class WalletsApp:
             self.tasks.append(asyncio.create_task(self.consumer.run(), name="fill-consumer"))
 
     async def stop_tasks(self) -> None:
-        for task in self.tasks:
+        """Cancel the background tasks and wait until they have ended. (asyncio.wait, not
+        `await task` under suppress(CancelledError): that would also swallow a cancellation
+        of the caller itself.)"""
+        tasks, self.tasks = self.tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.tasks.clear()
+        if tasks:
+            await asyncio.wait(tasks)
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                log.error(
+                    "background task failed",
+                    exc_info=task.exception(),
+                    extra={"task": task.get_name()},
+                )
 
 
 def build(
@@ -123,6 +131,10 @@ def build(
             )
 
     async def shutdown() -> None:
+        # The server has stopped and cancelled the calls still open; wait for their handlers
+        # to return before the engine goes, or they would read from a disposed engine.
+        if not await servicer.wait_streams_ended(settings.shutdown_grace_seconds):
+            log.warning("reconciliation streams still running at shutdown")
         await app.stop_tasks()
         await engine.dispose()
 

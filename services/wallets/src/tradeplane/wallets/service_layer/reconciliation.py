@@ -212,17 +212,20 @@ class Reconciler:
     ) -> AsyncIterator[tuple[list[RunRecord], bool]]:
         """Run updates with seq > since_seq (None: only new ones), then live ones, until
         `stop` is set. The first item says whether since_seq was older than what is kept."""
+        # Each read runs to completion (see shielding): a stream is typically cancelled while
+        # it reads (client gone, server stopping), and interrupting the driver there is what
+        # can leave a connection close hanging for ever.
         reset = False
         if since_seq is None:
-            cursor = await self._store.last_seq()
+            cursor = await run_to_completion(self._store.last_seq())
         else:
-            first = await self._store.first_seq()
+            first = await run_to_completion(self._store.first_seq())
             reset = first is not None and since_seq < first - 1
             cursor = since_seq
         first_message = True
         while not stop.is_set():
             wake = self._signal.event
-            updates = await self._store.updates_after(cursor, batch)
+            updates = await run_to_completion(self._store.updates_after(cursor, batch))
             if updates:
                 cursor = updates[-1].seq
                 yield updates, reset and first_message
@@ -231,12 +234,7 @@ class Reconciler:
             if first_message and reset:
                 yield [], True
                 first_message = False
-            waiters = [asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait())]
-            await asyncio.wait(
-                waiters, timeout=self._poll_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-            for w in waiters:
-                w.cancel()
+            await _wait_any((wake, stop), self._poll_seconds)
 
     async def run_schedule(self, interval_seconds: float) -> None:
         """Reconcile every wallet every `interval_seconds` (the task is cancelled at shutdown)."""
@@ -252,6 +250,17 @@ class Reconciler:
                 )
             except Exception:
                 log.exception("scheduled reconciliation failed")
+
+
+async def _wait_any(events: Sequence[asyncio.Event], seconds: float) -> None:
+    """Until one of `events` is set or `seconds` pass. The waiter tasks never outlive the
+    call, also when the caller is cancelled."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
 
 
 class NoVenueSource(FailedPrecondition):
