@@ -28,6 +28,7 @@ from tradeplane.runtime.auth import TokenVerifier
 from tradeplane.runtime.config import ServiceSettings
 from tradeplane.runtime.interceptors import (
     AuthInterceptor,
+    CallTracker,
     ErrorsInterceptor,
     LoggingInterceptor,
     MetricsInterceptor,
@@ -92,6 +93,7 @@ class GrpcService:
         self._metrics: MetricsHttpServer | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._stopped = False
+        self._calls = CallTracker()
 
     # -- composition -------------------------------------------------------------------------
 
@@ -138,6 +140,7 @@ class GrpcService:
         else:
             verifier = TokenVerifier(self.settings)
         return [
+            self._calls,
             TracingInterceptor(),
             LoggingInterceptor(),
             MetricsInterceptor(),
@@ -194,6 +197,7 @@ class GrpcService:
         try:
             if self._server is not None:
                 await self._server.stop(grace)
+                await self._wait_for_handlers(grace)
         finally:
             for hook in self._shutdown:
                 try:
@@ -204,6 +208,16 @@ class GrpcService:
                 self._metrics.close()
                 self._metrics = None
         log.info("stopped")
+
+    async def _wait_for_handlers(self, grace: float) -> None:
+        """server.stop() cancelled the calls still open; let their handlers finish unwinding
+        before the shutdown hooks close what they use."""
+        pending = {task for task in self._calls.tasks if task is not asyncio.current_task()}
+        if not pending:
+            return
+        _, still_running = await asyncio.wait(pending, timeout=max(grace, 1.0))
+        if still_running:
+            log.warning("handlers still running at shutdown", extra={"calls": len(still_running)})
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT, then shut down gracefully and return."""

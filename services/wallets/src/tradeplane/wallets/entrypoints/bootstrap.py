@@ -131,10 +131,8 @@ def build(
             )
 
     async def shutdown() -> None:
-        # The server has stopped and cancelled the calls still open; wait for their handlers
-        # to return before the engine goes, or they would read from a disposed engine.
-        if not await servicer.wait_streams_ended(settings.shutdown_grace_seconds):
-            log.warning("reconciliation streams still running at shutdown")
+        # The runtime has already waited for the handlers of cancelled calls to return, so
+        # none reads from the engine after it is disposed.
         await app.stop_tasks()
         await engine.dispose()
 

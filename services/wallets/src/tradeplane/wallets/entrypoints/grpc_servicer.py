@@ -30,7 +30,6 @@ class WalletsServicer(wallets_pb2_grpc.WalletsServiceServicer):
         self._reconciler = reconciler
         self._shutdown = shutdown_event
         self._clock = clock
-        self._streams: set[asyncio.Task[Any]] = set()
 
     async def ListWallets(
         self, request: pb.ListWalletsRequest, context: Any
@@ -162,23 +161,7 @@ class WalletsServicer(wallets_pb2_grpc.WalletsServiceServicer):
         self, request: pb.StreamReconciliationsRequest, context: Any
     ) -> AsyncIterator[pb.StreamReconciliationsResponse]:
         since = request.since_seq if request.HasField("since_seq") else None
-        handler = asyncio.current_task()
-        assert handler is not None  # gRPC runs each call's handler in a task
-        self._streams.add(handler)
-        try:
-            async for runs, reset in self._reconciler.stream(since, self._shutdown):
-                yield pb.StreamReconciliationsResponse(
-                    runs=[mapping.run_to_proto(r) for r in runs], reset=reset
-                )
-        finally:
-            self._streams.discard(handler)
-
-    async def wait_streams_ended(self, grace_seconds: float) -> bool:
-        """Wait (up to `grace_seconds`) until every StreamReconciliations handler has returned. The
-        gRPC server's stop() cancels them but does not wait for them; the shutdown waits here
-        so that none still reads from the database once the engine is disposed. Returns
-        whether they all ended."""
-        if not self._streams:
-            return True
-        _, pending = await asyncio.wait(set(self._streams), timeout=grace_seconds)
-        return not pending
+        async for runs, reset in self._reconciler.stream(since, self._shutdown):
+            yield pb.StreamReconciliationsResponse(
+                runs=[mapping.run_to_proto(r) for r in runs], reset=reset
+            )
