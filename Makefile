@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MANIFESTS := requirements-dev.txt $(wildcard gen/python/pyproject.toml libs/*/pyproject.toml services/*/pyproject.toml gateway/pyproject.toml)
 
-.PHONY: up test protos protos-check lint typecheck check bench clean install observe debian-packages web
+.PHONY: up test protos protos-check lint typecheck check bench bench-deps test-chaos clean install observe debian-packages web
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ up: $(STAMP) web
 ## Run the whole test suite (installs the Debian packages it drives, e.g. Prometheus, first).
 test: $(STAMP) debian-packages web
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+## The chaos suite's longer variants (more fuzzing); SEED=N repeats a run (it is printed).
+test-chaos: $(STAMP)
+	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(PY) -m pytest tests/chaos -p no:cacheprovider \
+	  --seed=$${SEED:-$$RANDOM} $(PYTEST_ARGS)
 
 debian-packages:
 	@scripts/debian_packages.sh
@@ -52,7 +57,7 @@ lint: $(STAMP)
 	@$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	@$(VENV)/bin/mypy libs/runtime/src/tradeplane/runtime libs/platform/src/tradeplane/platform libs/indicators/src/tradeplane/indicators $(wildcard libs/strategies/src/tradeplane/strategies) \
+	@$(VENV)/bin/mypy libs/runtime/src/tradeplane/runtime libs/coinbase/src/tradeplane/coinbase libs/platform/src/tradeplane/platform libs/indicators/src/tradeplane/indicators $(wildcard libs/strategies/src/tradeplane/strategies) \
 	  gateway/src/tradeplane/gateway \
 	  $(patsubst %/__init__.py,%,$(wildcard services/*/src/tradeplane/*/domain/__init__.py))
 
@@ -60,6 +65,10 @@ check: protos-check lint typecheck test
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+## Optional engines bench/backtest.py compares against (vectorbt, backtesting.py).
+bench-deps: $(STAMP)
+	@$(VENV)/bin/uv pip install --python $(PY) -q -r requirements-bench.txt
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,8 @@
 """Gateway fan-out: market service -> gateway -> N WebSocket clients on loopback.
 
-    .venv/bin/python gateway/bench/fanout.py [--clients 100] [--rates 100,250,500]
-                                             [--seconds 10] [--workers 4]
+    .venv/bin/python bench/gateway_fanout.py [--clients 100] [--rates 250,500,1000,2000]
+                                             [--seconds 10] [--workers 4] [--repeat 3]
+                                             [--stall] [--ws sansio|websockets|wsproto]
 
 For each tick rate (ticks/s of one product, MARKET_TICK_RATE) it starts the market service and
 the gateway as their own processes (`python -m tradeplane.market` / `tradeplane.gateway`,
@@ -11,7 +12,12 @@ subscribed to CHANNEL_TICKS of BTC-USD. After a warm-up it counts, for `--second
 - delivered ticks/s (sum over clients) and data frames/s (frames batch several ticks);
 - end-to-end latency: client receive time - the tick's `time` (set by the market when it
   publishes the tick), p50 / p99 / max;
-- gateway latency: client receive time - the frame's `sendTime`.
+- gateway latency: client receive time - the frame's `sendTime`;
+- the gateway's CPU (utime + stime from /proc) per frame sent and per tick delivered: the
+  figure to compare between changes, as latency on a shared machine is mostly scheduling noise.
+
+The last line names the highest rate whose delivery kept up (>= 98% of rate x clients) with an
+end-to-end p99 under 100 ms (median over `--repeat` runs).
 
 With `--stall` one more client subscribes and then stops reading: the others' figures show
 whether it slows them, the gateway's RSS whether memory stays bounded, and the stalled client
@@ -28,6 +34,7 @@ import datetime as dt
 import multiprocessing as mp
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from tradeplane.testing.processes import with_bytecode_cache
 
 
 def _free_port() -> int:
@@ -118,6 +127,13 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process: its CPU cost, which load on the machine distorts far less
+    than latency."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _worker(url: str, n: int, warmup: float, seconds: float, queue: Any) -> None:
     async def run() -> list[Any]:
         out: list[Any] = []
@@ -162,11 +178,26 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(p / 100 * len(values)))]
 
 
-def run_rate(rate: int, args: argparse.Namespace, tmp: Path) -> None:
+# The gateway's own entry point, with uvicorn's WebSocket implementation swapped when --ws asks
+# for another one than the gateway's ("sansio": websockets' sans-I/O protocol, with the write
+# buffer capped by GATEWAY_SOCKET_SEND_BUFFER).
+_GATEWAY_MAIN = """
+import sys
+import tradeplane.gateway.server as server
+impl = sys.argv.pop(1)
+if impl != "sansio":
+    server._ws_protocol = lambda write_buffer: impl
+from tradeplane.gateway.__main__ import main
+main()
+"""
+
+
+def run_rate(rate: int, args: argparse.Namespace, tmp: Path) -> tuple[float, float]:
+    """One run at `rate`; prints its figures, returns (delivered ticks/s, end-to-end p99 s)."""
     python = sys.executable
     market_port, gw_port = _free_port(), _free_port()
     base = {
-        **os.environ,
+        **with_bytecode_cache(dict(os.environ)),
         "AUTH_MODE": "disabled",
         "GRPC_HOST": "127.0.0.1",
         "METRICS_PORT": "-1",
@@ -184,8 +215,9 @@ def run_rate(rate: int, args: argparse.Namespace, tmp: Path) -> None:
         },
         stderr=subprocess.DEVNULL,
     )
+    profile = ["-m", "cProfile", "-o", f"{args.profile}.{rate}"] if args.profile else []
     gateway = subprocess.Popen(
-        [python, "-m", "tradeplane.gateway"],
+        [python, *profile, "-c", _GATEWAY_MAIN, args.ws],
         env={
             **base,
             "HTTP_PORT": str(gw_port),
@@ -220,6 +252,9 @@ def run_rate(rate: int, args: argparse.Namespace, tmp: Path) -> None:
             p.start()
         time.sleep(args.warmup)
         rss_start = _rss_mb(gateway.pid)
+        cpu_start = _cpu_seconds(gateway.pid), _cpu_seconds(market.pid), time.monotonic()
+        time.sleep(args.seconds)
+        cpu_end = _cpu_seconds(gateway.pid), _cpu_seconds(market.pid), time.monotonic()
         results = [r for _ in procs for r in queue.get()]
         rss_end = _rss_mb(gateway.pid)
         for p in procs:
@@ -236,6 +271,8 @@ def run_rate(rate: int, args: argparse.Namespace, tmp: Path) -> None:
     e2e = [x for r in results for x in r[2]]
     gw = [x for r in results for x in r[3]]
     target = rate * args.clients
+    wall = cpu_end[2] - cpu_start[2]
+    gw_cpu, market_cpu = (cpu_end[0] - cpu_start[0]) / wall, (cpu_end[1] - cpu_start[1]) / wall
     print(
         f"rate {rate:>5}/s x {len(results)} clients: delivered {ticks / args.seconds:>9,.0f} "
         f"ticks/s (target {target:,}) in {frames / args.seconds:>7,.0f} frames/s; "
@@ -244,14 +281,24 @@ def run_rate(rate: int, args: argparse.Namespace, tmp: Path) -> None:
         f"{_pct(gw, 99) * 1000:6.1f} ms; gateway RSS {rss_start:.0f} -> {rss_end:.0f} MB",
         flush=True,
     )
+    per_frame = gw_cpu / max(frames / args.seconds, 1) * 1e6
+    per_tick = gw_cpu / max(ticks / args.seconds, 1) * 1e6
+    load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(
+        f"    gateway CPU {gw_cpu:5.0%} of a core = {per_frame:.0f} us per frame sent "
+        f"({per_tick:.1f} us per tick delivered); market CPU {market_cpu:.0%}; "
+        f"load average {load}",
+        flush=True,
+    )
     if stall_result is not None:
         print(f"    + 1 stalled client (stopped reading): {stall_result}", flush=True)
+    return ticks / args.seconds, _pct(e2e, 99)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=100)
-    parser.add_argument("--rates", default="100,250,500")
+    parser.add_argument("--rates", default="250,500,1000,2000")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup", type=float, default=3)
     parser.add_argument("--workers", type=int, default=4)
@@ -259,12 +306,42 @@ def main() -> None:
         "--stall", action="store_true", help="add one client that stops reading (slow consumer)"
     )
     parser.add_argument("--send-buffer", type=int, default=65536, help="GATEWAY_SOCKET_SEND_BUFFER")
+    parser.add_argument("--profile", help="write the gateway's cProfile stats to PROFILE.<rate>")
+    parser.add_argument(
+        "--ws",
+        default="sansio",
+        choices=["sansio", "websockets", "wsproto"],
+        help="uvicorn WebSocket implementation (the gateway uses sansio; wsproto needs the "
+        "wsproto package installed)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="runs per rate (median reported)")
     parser.add_argument("--batch", type=float, default=0.025, help="GATEWAY_BATCH_SECONDS")
     args = parser.parse_args()
-    print(f"{os.cpu_count()} CPUs; batch window {args.batch * 1000:g} ms", flush=True)
+    print(
+        f"{os.cpu_count()} CPUs; batch window {args.batch * 1000:g} ms; uvicorn ws={args.ws}; "
+        f"send buffer {args.send_buffer} B",
+        flush=True,
+    )
+    held: list[int] = []
     with tempfile.TemporaryDirectory() as tmp:
         for rate in (int(r) for r in args.rates.split(",")):
-            run_rate(rate, args, Path(tmp))
+            runs = [run_rate(rate, args, Path(tmp)) for _ in range(args.repeat)]
+            delivered = statistics.median(r[0] for r in runs)
+            p99 = statistics.median(r[1] for r in runs)
+            if args.repeat > 1:
+                print(
+                    f"  rate {rate}/s, median of {args.repeat}: delivered {delivered:,.0f} "
+                    f"ticks/s, end-to-end p99 {p99 * 1000:.1f} ms",
+                    flush=True,
+                )
+            if delivered >= 0.98 * rate * args.clients and p99 < 0.1:
+                held.append(rate)
+    print(
+        f"highest rate holding delivery and p99 < 100 ms: "
+        f"{f'{max(held)}/s x {args.clients} clients' if held else 'none'}; load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

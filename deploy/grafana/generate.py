@@ -39,6 +39,12 @@ def ratio(numerator: str, denominator: str) -> str:
     return f"({numerator} or {denominator} * 0) / {denominator}"
 
 
+def or_zero(expr: str) -> str:
+    """`expr`, or 0 while the counter has no labelled series yet (nothing happened): for
+    failure-only counters whose label values are only known when they first move."""
+    return f"{expr} or vector(0)"
+
+
 def grpc_panels(sel: str, by: str, legend: str) -> list[dict[str, Any]]:
     """Rate by method and code, p95 latency, for one service's gRPC metrics (`sel`)."""
     return [
@@ -279,6 +285,21 @@ def overview() -> Dashboard:
             unit="ops",
             description="Loader calls on a miss; single-flight makes one per key at a time.",
         ),
+        timeseries(
+            "Cache fallbacks (Redis down)",
+            [
+                target(
+                    or_zero(
+                        f"sum by (job, cache) "
+                        f'(rate(tradeplane_cache_fallbacks_total{{job=~"$service"}}[{R}]))'
+                    ),
+                    "{{job}} {{cache}}",
+                )
+            ],
+            unit="ops",
+            description="Cache operations served in-process while the shared Redis was down.",
+            width=24,
+        ),
     )
     return d
 
@@ -364,6 +385,44 @@ def market() -> Dashboard:
                 ),
             ),
             unit="ops",
+        ),
+    )
+    d.row("Venue feed (Coinbase)").add(
+        timeseries(
+            "Reconnects, heartbeat timeouts, sequence gaps",
+            targets(
+                (
+                    f"sum(increase(market_feed_reconnects_total{{{inst}}}[{R}]))",
+                    "reconnects",
+                ),
+                (
+                    f"sum(increase(market_feed_heartbeat_timeouts_total{{{inst}}}[{R}]))",
+                    "heartbeat timeouts",
+                ),
+                (
+                    f"sum(increase(market_feed_sequence_gaps_total{{{inst}}}[{R}]))",
+                    "sequence gaps",
+                ),
+                (f"sum(increase(market_book_resyncs_total{{{inst}}}[{R}]))", "book resyncs"),
+            ),
+            description="The Coinbase WebSocket feed (0 with the simulated feed).",
+        ),
+        timeseries(
+            "Gap refills",
+            targets(
+                (
+                    or_zero(
+                        f"sum by (interval) "
+                        f"(increase(market_feed_gap_refills_total{{{inst}}}[{R}]))"
+                    ),
+                    "refills {{interval}}",
+                ),
+                (
+                    f"sum(increase(market_feed_gap_refill_errors_total{{{inst}}}[{R}]))",
+                    "refill errors",
+                ),
+            ),
+            description="Candle ranges rewritten from REST candles after a feed gap.",
         ),
     )
     d.row("Streams").add(
@@ -467,6 +526,18 @@ def trading() -> Dashboard:
             "Unreconciled orders",
             f"sum(execution_venue_unreconciled_orders{{{venue}}})",
             thresholds=[(None, "green"), (1, "red")],
+        ),
+        stat(
+            "Market data",
+            f"min(execution_market_data_up{{{inst}}})",
+            mappings=value_map({"1": ("UP", "green"), "0": ("DOWN", "red")}),
+            thresholds=[(None, "red"), (1, "green")],
+            description="Execution's market data stream (no new orders while DOWN).",
+        ),
+        stat(
+            "Outbox events/s",
+            f"sum(rate(execution_events_last_seq{{{inst}}}[{R}]))",
+            description="Events committed to the outbox (the last seq's rate of change).",
         ),
     )
     d.row("Orders and fills").add(
@@ -572,6 +643,41 @@ def trading() -> Dashboard:
             ],
             unit="s",
         ),
+        timeseries(
+            "Venue reconciliation",
+            targets(
+                (
+                    or_zero(
+                        f"sum by (outcome) "
+                        f"(increase(execution_venue_reconciliations_total{{{venue}}}[{R}]))"
+                    ),
+                    "runs {{outcome}}",
+                ),
+                (
+                    or_zero(
+                        f"sum by (kind) (increase(execution_venue_repairs_total{{{venue}}}[{R}]))"
+                    ),
+                    "repairs {{kind}}",
+                ),
+            ),
+            description="Coinbase only: runs and the differences they repaired.",
+        ),
+        timeseries(
+            "Venue retries and duplicate fills",
+            targets(
+                (
+                    or_zero(
+                        f"sum by (reason) (increase(execution_venue_retries_total{{{inst}}}[{R}]))"
+                    ),
+                    "retries {{reason}}",
+                ),
+                (
+                    f"sum by (venue) (increase(execution_fills_duplicate_total{{{venue}}}[{R}]))",
+                    "duplicate fills {{venue}}",
+                ),
+            ),
+            description="Requests retried (429, 5xx, transport) and fill reports seen twice.",
+        ),
         *grpc_panels(
             f'{inst}, grpc_service="trading.execution.v1.ExecutionService"',
             "grpc_method",
@@ -660,8 +766,32 @@ def wallets() -> Dashboard:
         ),
         timeseries(
             "Fills posted",
-            [target(f"sum(rate(wallets_fills_posted_total{{{inst}}}[{R}]))", "fills")],
+            targets(
+                (f"sum(rate(wallets_fills_posted_total{{{inst}}}[{R}]))", "posted"),
+                (f"sum(rate(wallets_fills_replayed_total{{{inst}}}[{R}]))", "replayed"),
+                (f"sum(rate(wallets_fills_recovered_total{{{inst}}}[{R}]))", "recovered"),
+                (
+                    f"sum by (reason) (rate(wallets_fills_rejected_total{{{inst}}}[{R}]))",
+                    "rejected {{reason}}",
+                ),
+            ),
             unit="ops",
+        ),
+        timeseries(
+            "Fill consumer cursor",
+            [target(f"max(wallets_fill_consumer_cursor{{{inst}}})", "cursor")],
+            description="Last execution event seq whose fills are in the ledger.",
+        ),
+        timeseries(
+            "Fill consumer reconnects and stream resets",
+            targets(
+                (
+                    f"sum(increase(wallets_fill_consumer_reconnects_total{{{inst}}}[{R}]))",
+                    "reconnects",
+                ),
+                (f"sum(increase(wallets_fill_stream_resets_total{{{inst}}}[{R}]))", "resets"),
+            ),
+            description="A reset: the cursor was older than execution's retained outbox.",
         ),
     )
     d.row("Venue calls (Coinbase, on-chain)").add(
@@ -706,12 +836,29 @@ def wallets() -> Dashboard:
             "Stale responses served",
             [
                 target(
-                    f"sum by (venue, endpoint) (rate(wallets_stale_served_total{{{venue}}}[{R}]))",
+                    or_zero(
+                        f"sum by (venue, endpoint) (rate(wallets_venue_cache_requests_total"
+                        f'{{{venue}, result="stale"}}[{R}]))'
+                    ),
                     "{{venue}} {{endpoint}}",
                 )
             ],
             unit="ops",
             description="Cached data served (flagged stale) while the venue was failing.",
+        ),
+        timeseries(
+            "Venue lookups by result",
+            [
+                target(
+                    or_zero(
+                        f"sum by (venue, result) "
+                        f"(rate(wallets_venue_cache_requests_total{{{venue}}}[{R}]))"
+                    ),
+                    "{{venue}} {{result}}",
+                )
+            ],
+            unit="ops",
+            description="hit, miss (this request called the venue), stale, error.",
         ),
     )
     d.row("API").add(
@@ -729,7 +876,7 @@ def backtests() -> Dashboard:
     d = Dashboard(
         "tradeplane-backtests",
         "Tradeplane / Backtests",
-        "Queue depth and wait, workers, runs, bars/s and sweeps (backtest service and workers).",
+        "Queue depth and wait, workers, runs and bars/s (backtest service and workers).",
         [query_variable("instance", "Instance", "label_values(backtest_workers, instance)")],
     )
     d.row("Queue and workers").add(
@@ -798,14 +945,15 @@ def backtests() -> Dashboard:
             unit="s",
         ),
         timeseries(
-            "Sweep trials by status",
-            [
-                target(
-                    f"sum by (status) (increase(backtest_sweep_trials_total{{{inst}}}[{R}]))",
-                    "{{status}}",
-                )
-            ],
-            stack=True,
+            "Runs released and market retries",
+            targets(
+                (f"sum(increase(backtest_runs_released_total{{{inst}}}[{R}]))", "released"),
+                (
+                    f"sum(increase(backtest_market_retries_total{{{inst}}}[{R}]))",
+                    "market retries",
+                ),
+            ),
+            description="Runs handed back by a stopping worker; candle reads retried.",
         ),
     )
     d.row("API").add(
@@ -873,8 +1021,8 @@ def gateway() -> Dashboard:
                     "subscriptions {{channel}}",
                 ),
                 (
-                    f"sum by (service) (gateway_upstream_streams{{{inst}}})",
-                    "upstream {{service}}",
+                    f"sum by (key) (gateway_upstream_streams{{{inst}}})",
+                    "upstream {{key}}",
                 ),
             ),
             description="One upstream gRPC stream per subscription key, shared by all browsers.",
@@ -906,8 +1054,8 @@ def gateway() -> Dashboard:
                     "slow-consumer closes {{channel}}",
                 ),
                 (
-                    f"sum by (channel, result) (increase(gateway_ws_resumes_total{{{ch}}}[{R}]))",
-                    "resumes {{channel}} {{result}}",
+                    f"sum by (result) (increase(gateway_ws_resumes_total{{{inst}}}[{R}]))",
+                    "resumes {{result}}",
                 ),
             ),
         ),

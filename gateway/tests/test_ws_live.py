@@ -139,9 +139,9 @@ async def test_slow_live_client_is_closed_with_4409(execution: Any, gateway_fact
     await slow.subscribe(channel="CHANNEL_LIVE")
     await slow.recv_kind("snapshot")
     await _stream_open(execution)
-    closes = metrics.SLOW_CONSUMER_CLOSES._value.get()
+    closes = metrics.SLOW_CONSUMER_CLOSES.labels("live")._value.get()
     total = 0
-    while metrics.SLOW_CONSUMER_CLOSES._value.get() == closes:
+    while metrics.SLOW_CONSUMER_CLOSES.labels("live")._value.get() == closes:
         await execution.servicer.emit(100)
         total += 100
         assert len(await _events(fast, 100)) >= 100  # the fast one keeps up meanwhile

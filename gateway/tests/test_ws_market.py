@@ -104,12 +104,12 @@ async def test_a_stalled_client_is_resynced_and_does_not_slow_another(
     await fast.subscribe(channel="CHANNEL_TICKS", productIds=["SOL-USD"])
     await fast.recv_kind("snapshot")
 
-    drops_before = metrics.DROPS.labels("queue_full")._value.get()
+    drops_before = metrics.DROPS.labels("market", "queue_full")._value.get()
     # The fast client keeps every tick, in order, without a gap, while the slow one stalls.
     lags: list[float] = []
     seqs: list[int] = []
     deadline = time.monotonic() + 20
-    while metrics.DROPS.labels("queue_full")._value.get() == drops_before:
+    while metrics.DROPS.labels("market", "queue_full")._value.get() == drops_before:
         assert time.monotonic() < deadline, "the stalled client never overflowed its queue"
         data = await fast.recv_kind("data")
         seqs += [int(t["seq"]) for t in data["ticks"]["ticks"]]

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tradeplane.platform.registry import SERVICES
 from tradeplane.testing import free_port
+from tradeplane.testing.processes import with_bytecode_cache
 
 LAUNCHER_START_TIMEOUT = 90.0
 LAUNCHER_STOP_TIMEOUT = 30.0
@@ -99,8 +100,9 @@ class Platform:
 
 
 def launcher_env(var_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The test's environment with every registry port moved to a free one."""
-    env = dict(os.environ)
+    """The test's environment with every registry port moved to a free one (and byte-code
+    kept between process starts)."""
+    env = with_bytecode_cache(dict(os.environ))
     env["TRADEPLANE_VAR_DIR"] = str(var_dir)
     for spec in SERVICES:
         env[spec.port_env] = str(free_port())

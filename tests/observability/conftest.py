@@ -1,5 +1,6 @@
-"""Fixtures for the observability tests: a real market service process and a real Prometheus
-started by `make observe`'s code (tradeplane.platform.observe), both on free loopback ports."""
+"""Fixtures for the observability tests: a real market service process, the whole platform
+(`make up`), and real Prometheus servers started by `make observe`'s code
+(tradeplane.platform.observe), all on free loopback ports."""
 
 from __future__ import annotations
 
@@ -20,11 +21,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 # The tests import observability_support by name (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).parent))
 
-from observability_support import MarketProcess, Observe, PromApi, binary
+from observability_support import MarketProcess, Observe, PlatformProcess, PromApi, binary
 
+from tradeplane.platform.registry import SERVICES
 from tradeplane.testing import free_port
+from tradeplane.testing.processes import with_bytecode_cache
 
 START_TIMEOUT = 30.0
+PLATFORM_START_TIMEOUT = 90.0
 
 
 def _serving(address: str) -> bool:
@@ -88,27 +92,9 @@ def prometheus_bin() -> str:
     return binary("prometheus")
 
 
-@pytest.fixture(scope="module")
-def observe(
-    prometheus_bin: str, market: MarketProcess, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Observe]:
-    """`make observe` against an endpoints.json naming the market process: a real Prometheus
-    on a free port, scraping every second, evaluating the rules every second. (prometheus_bin
-    comes first so a machine without Prometheus skips before starting the market.)"""
-    var_dir = tmp_path_factory.mktemp("observe-var")
-    (var_dir / "endpoints.json").write_text(
-        json.dumps(
-            {
-                "services": {
-                    "market": {
-                        "grpc": market.grpc_address,
-                        "metrics": market.metrics_url,
-                        "pid": market.proc.pid,
-                    }
-                }
-            }
-        )
-    )
+def _start_observe(var_dir: Path) -> Iterator[Observe]:
+    """`make observe` (tradeplane.platform.observe) on the endpoints.json in `var_dir`: a real
+    Prometheus on a free port, scraping every second, evaluating the rules every second."""
     listen = f"127.0.0.1:{free_port()}"
     output = var_dir / "observe-console.txt"
     with output.open("wb") as out:
@@ -146,3 +132,78 @@ def observe(
                 proc.wait()
                 pytest.fail(f"observe did not stop on SIGTERM:\n{output.read_text()}")
             assert code == 0, f"observe exited {code} on SIGTERM:\n{output.read_text()}"
+
+
+@pytest.fixture(scope="module")
+def observe(
+    prometheus_bin: str, market: MarketProcess, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Observe]:
+    """`make observe` against an endpoints.json naming the lone market process. (prometheus_bin
+    comes first so a machine without Prometheus skips before starting the market.)"""
+    var_dir = tmp_path_factory.mktemp("observe-var")
+    (var_dir / "endpoints.json").write_text(
+        json.dumps(
+            {
+                "services": {
+                    "market": {
+                        "grpc": market.grpc_address,
+                        "metrics": market.metrics_url,
+                        "pid": market.proc.pid,
+                    }
+                }
+            }
+        )
+    )
+    yield from _start_observe(var_dir)
+
+
+@pytest.fixture(scope="module")
+def platform(
+    prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PlatformProcess]:
+    """The whole platform as `make up` starts it (`python -m tradeplane.platform up`), on free
+    ports with a temporary var dir; stopped with SIGTERM at the end."""
+    for name in ("market", "execution", "wallets", "backtest", "gateway"):
+        if importlib.util.find_spec(f"tradeplane.{name}") is None:
+            pytest.skip(f"tradeplane.{name} is not installed")
+    var_dir = tmp_path_factory.mktemp("platform-var")
+    env = with_bytecode_cache(dict(os.environ))
+    env["TRADEPLANE_VAR_DIR"] = str(var_dir)
+    for spec in SERVICES:
+        env[spec.port_env] = str(free_port())
+        env[spec.metrics_port_env] = str(free_port())
+    env.pop("REDIS_URL", None)  # the embedded default: in-process caches
+    output = var_dir / "launcher-console.txt"
+    with output.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tradeplane.platform", "up"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    endpoints = var_dir / "endpoints.json"
+    try:
+        deadline = time.monotonic() + PLATFORM_START_TIMEOUT
+        while not endpoints.exists():
+            if proc.poll() is not None:
+                pytest.fail(f"launcher exited with {proc.returncode}:\n{output.read_text()}")
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"no endpoints.json after {PLATFORM_START_TIMEOUT}s:\n{output.read_text()}"
+                )
+            time.sleep(0.1)
+        yield PlatformProcess(proc, var_dir, output, json.loads(endpoints.read_text()))
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def platform_observe(platform: PlatformProcess) -> Iterator[Observe]:
+    """`make observe` scraping every process of the running platform."""
+    yield from _start_observe(platform.var_dir)

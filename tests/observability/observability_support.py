@@ -115,6 +115,13 @@ def expand(expr: str) -> str:
     return OWN_VARIABLE.sub(".*", expr)
 
 
+def contract_metrics() -> set[str]:
+    """The metric names in docs/observability.md's "Metrics contract" tables."""
+    text = (REPO / "docs" / "observability.md").read_text()
+    section = text[text.index("## Metrics contract") :]
+    return set(re.findall(r"^\| `(\w+)` \|", section, re.M))
+
+
 def github_anchor(heading: str) -> str:
     """The anchor GitHub (and most Markdown renderers) give a heading."""
     slug = heading.strip().lower()
@@ -173,3 +180,20 @@ class Observe:
     api: PromApi
     var_dir: Path
     output: Path
+
+
+@dataclass
+class PlatformProcess:
+    """A running `python -m tradeplane.platform up` and its endpoints.json."""
+
+    proc: subprocess.Popen[bytes]
+    var_dir: Path
+    output: Path
+    endpoints: dict[str, Any]
+
+    def service(self, name: str) -> dict[str, Any]:
+        services: dict[str, dict[str, Any]] = self.endpoints["services"]
+        return services[name]
+
+    def console(self) -> str:
+        return self.output.read_text(errors="replace")

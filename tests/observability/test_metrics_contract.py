@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import re
 
-from observability_support import REPO, all_rules, dashboards, panel_queries
+from observability_support import all_rules, contract_metrics, dashboards, panel_queries
 
-DOC = REPO / "docs" / "observability.md"
 METRIC = re.compile(
     r"(?<![\w:])((?:grpc_server|tradeplane|market|execution|wallets|backtest|gateway)_\w+)"
 )
@@ -29,18 +28,14 @@ def _used() -> dict[str, set[str]]:
     return used
 
 
-def _contract() -> set[str]:
-    text = DOC.read_text()
-    section = text[text.index("## Metrics contract") :]
-    return set(re.findall(r"^\| `(\w+)` \|", section, re.M))
-
-
-def test_every_metric_the_dashboards_and_alerts_use_is_in_the_contract() -> None:
+def test_every_metric_the_dashboards_and_alerts_use_is_in_thecontract_metrics() -> None:
     used = _used()
-    missing = {name: sorted(where) for name, where in used.items() if name not in _contract()}
+    missing = {
+        name: sorted(where) for name, where in used.items() if name not in contract_metrics()
+    }
     assert not missing, missing
 
 
 def test_every_metric_in_the_contract_is_shown_or_alerted_on() -> None:
-    unused = _contract() - set(_used())
+    unused = contract_metrics() - set(_used())
     assert not unused, sorted(unused)

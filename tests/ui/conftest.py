@@ -23,9 +23,7 @@ from ui_support import (
     CHROMIUM_ARGS,
     OUTPUT_DIR,
     WEB_DIR,
-    launcher_env,
-    stop,
-    wait_healthy,
+    running_platform,
 )
 
 
@@ -47,29 +45,10 @@ def web_dist() -> Path:
 
 @pytest.fixture(scope="module")
 def base_url(web_dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The whole platform started by its launcher; the gateway's address."""
-    var_dir = tmp_path_factory.mktemp("ui-platform")
-    env = launcher_env(var_dir, web_dist)
-    console = var_dir / "launcher-console.txt"
-    with console.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tradeplane.platform", "--var-dir", str(var_dir), "up"],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{env['GATEWAY_HTTP_PORT']}"
-    try:
-        # Within pytest's 120 s per-test timeout, which the first test's setup counts against.
-        wait_healthy(url, proc, console, timeout=60)
-    except BaseException:
-        proc.kill()  # a launcher that never came up; its children die with it (PDEATHSIG)
-        proc.wait()
-        raise
-    try:
+    """The whole platform started by its launcher (auth off, as `make up`); the gateway's
+    address."""
+    with running_platform(tmp_path_factory.mktemp("ui-platform"), web_dist) as url:
         yield url
-    finally:
-        stop(proc)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import time
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -166,7 +167,7 @@ def test_market_view_draws_candles_and_updates_live(page: Any) -> None:
     screenshot(page, "market")
 
 
-def _run_backtest(base_url: str, product_id: str) -> str:
+def _run_backtest(base_url: str, product_id: str, hours: float = 4) -> str:
     end = time.time() - 120
     run = http_json(
         "POST",
@@ -176,18 +177,18 @@ def _run_backtest(base_url: str, product_id: str) -> str:
                 "strategy": "bollinger_breakout",
                 "productId": product_id,
                 "interval": "CANDLE_INTERVAL_ONE_MINUTE",
-                "timeRange": {"start": _iso(end - 4 * 3600), "end": _iso(end)},
+                "timeRange": {"start": _iso(end - hours * 3600), "end": _iso(end)},
                 "initialCash": "10000",
             }
         },
     )
     backtest_id: str = run["backtestId"]
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while (
         http_json("GET", f"{base_url}/api/backtests/{backtest_id}")["backtest"].get("status")
         != "RUN_STATUS_COMPLETED"
     ):
-        assert time.monotonic() < deadline, "backtest did not complete in 30s"
+        assert time.monotonic() < deadline, "backtest did not complete in 60s"
         time.sleep(0.2)
     return backtest_id
 
@@ -351,6 +352,138 @@ def test_agents_view_shows_a_decision_with_its_fields_and_totals(page: Any, base
     row.get_by_role("button", name="Inputs").click()
     expect(page.get_by_test_id("decision-detail")).to_contain_text('"signal": "long"')
     screenshot(page, "agents")
+
+
+BOUNDED = {"page_size": 500, "max_points": 400, "depth": 50}
+
+
+def _check_bounded(urls: list[str]) -> int:
+    """Every list request the page made names a page size (or point count / depth) within
+    bounds; returns how many list requests there were."""
+    lists = 0
+    for url in urls:
+        parts = urlsplit(url)
+        if not parts.path.startswith("/api/") or not LIST_PATHS.search(parts.path):
+            continue
+        lists += 1
+        query = dict(parse_qsl(parts.query))
+        limits = {k: int(query[k]) for k in BOUNDED if k in query}
+        assert limits, f"unbounded request: {url}"
+        for key, value in limits.items():
+            assert 0 < value <= BOUNDED[key], f"{key}={value} in {url}"
+    return lists
+
+
+LIST_PATHS = re.compile(
+    r"/(candles|trades|equity|backtests|sweeps|results|ledger|orders|fills|blocks|positions|"
+    r"wallets|reconciliations|decisions|products|accounts|book)$"
+)
+
+
+def test_playback_of_a_long_run_pages_its_candles_and_reaches_the_end(
+    page: Any, base_url: str
+) -> None:
+    expect = _expect()
+    backtest_id = _run_backtest(base_url, "BTC-USD", hours=50)  # 3,000 one-minute bars
+    api = f"{base_url}/api/backtests/{backtest_id}/playback/candles"
+    everything = http_json("GET", f"{api}?page_size=5000")["candles"]
+    assert len(everything) > 2_000
+    urls: list[str] = []
+    page.on("request", lambda req: urls.append(req.url))
+
+    page.goto(f"/#/backtests/{backtest_id}")
+    loaded = page.get_by_test_id("bars-loaded")
+    expect(loaded).to_have_text("500 bars loaded, more on scroll")
+    # Scrolling the chart towards the last loaded bar fetches the next page.
+    chart = page.get_by_test_id("playback").get_by_test_id("chart")
+    box = chart.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(60):
+        page.mouse.wheel(150, 0)
+        page.wait_for_timeout(100)
+        if loaded.inner_text().startswith("1,000"):
+            break
+    expect(loaded).to_contain_text("1,000 bars loaded")
+    page.wait_for_timeout(500)
+    expect(loaded).to_contain_text("1,000 bars loaded")  # one page per approach, no cascade
+    screenshot(page, "backtests-paged")
+
+    # The scrubber pushed to its end keeps loading pages until the run's last bar.
+    scrubber = page.get_by_test_id("scrubber")
+    scrubber.focus()
+    deadline = time.monotonic() + 60
+    while "(the whole run)" not in loaded.inner_text():
+        assert time.monotonic() < deadline, f"stuck at {loaded.inner_text()}"
+        scrubber.press("End")
+        page.wait_for_timeout(150)
+    expect(loaded).to_have_text(f"{len(everything):,} bars loaded (the whole run)")
+    scrubber.press("End")
+    # The last bar's time, in the browser's time zone (Asia/Tokyo), and its state.
+    last = datetime.fromisoformat(everything[-1]["start"]).astimezone(ZoneInfo(BROWSER_TIME_ZONE))
+    expect(page.get_by_test_id("scrub-time")).to_have_text(last.strftime("%b %d, %Y, %I:%M:%S %p"))
+    expect(page.get_by_test_id("state-bar")).to_have_text(str(len(everything) - 1))
+
+    # Trades are paged too (50 a page).
+    expect(page.get_by_test_id("trades-page")).to_have_text("page 1 (50 per page)")
+    candle_requests = [u for u in urls if "/playback/candles" in u]
+    assert len(candle_requests) == -(-len(everything) // 500), candle_requests
+    assert _check_bounded(urls) >= len(candle_requests) + 2
+    screenshot(page, "backtests-paged-end")
+
+
+def test_sweep_form_launches_a_grid_and_shows_its_ranked_results(page: Any) -> None:
+    expect = _expect()
+    page.goto("/#/backtests")
+    form = page.get_by_test_id("sweep-form")
+    form.get_by_label("Sweep strategy").select_option(label="Bollinger breakout")
+    form.get_by_label("period values").fill("12, 24")
+    form.get_by_label("Sweep last hours").fill("2")
+    form.get_by_label("Rank by").select_option(label="total return")
+    form.get_by_role("button", name="Run sweep (2 backtests)").click()
+    # Progress (backtests done / total) arrives over /ws/live; then the results open.
+    expect(page.get_by_test_id("sweep-progress")).to_contain_text("2/2 completed")
+    results = page.get_by_test_id("sweep-results")
+    expect(results.locator("tbody tr")).to_have_count(2)
+    expect(results).to_contain_text("period=12")
+    expect(results).to_contain_text("period=24")
+    heading = page.get_by_role("heading", name=re.compile("best first by total return"))
+    expect(heading).to_be_visible()
+    ranks = results.locator("tbody tr td:first-child").all_inner_texts()
+    assert ranks == ["1", "2"]
+    returns = [
+        float(t.rstrip("%")) for t in results.locator("tbody tr td:nth-child(3)").all_inner_texts()
+    ]
+    assert returns == sorted(returns, reverse=True)
+    results.scroll_into_view_if_needed()
+    screenshot(page, "backtests-sweep-form")
+
+
+def test_market_view_shows_the_top_of_the_order_book(page: Any) -> None:
+    expect = _expect()
+    # First the market service fails: the panel says so and offers Retry.
+    body = '{"code":"UNAVAILABLE","message":"the market service is unavailable","httpStatus":503}'
+    book_route = re.compile(r".*/api/market/products/[^/]+/book(\?.*)?$")
+    page.route(
+        book_route,
+        lambda route: route.fulfill(status=503, content_type="application/json", body=body),
+    )
+    page.goto("/#/market")
+    alert = page.get_by_role("alert").filter(has_text="market service is unavailable")
+    expect(alert).to_be_visible()
+    page.unroute(book_route)
+    alert.get_by_role("button", name="Retry").click()
+
+    book = page.get_by_test_id("order-book")
+    expect(book.locator("tbody tr")).to_have_count(10)
+    first = book.locator("tbody tr").first.locator("td").all_inner_texts()
+    bid, ask = (float(x.replace(",", "")) for x in first[1:3])
+    assert 0 < bid < ask
+    expect(page.get_by_test_id("book-time")).to_contain_text("as of")
+    # It follows the market: the book's sequence number moves.
+    seq = page.get_by_test_id("book-time").inner_text()
+    expect(page.get_by_test_id("book-time")).not_to_have_text(seq, timeout=20_000)
+    time.sleep(0.5)
+    screenshot(page, "market-book")
 
 
 def _iso(epoch: float) -> str:

@@ -6,9 +6,12 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +48,14 @@ def launcher_env(var_dir: Path, web_dir: Path) -> dict[str, str]:
     return env
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:
+def http_json(
+    method: str, url: str, body: Any = None, timeout: float = 10.0, token: str | None = None
+) -> Any:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(req, timeout=timeout) as res:
             return json.loads(res.read() or b"{}")
@@ -84,6 +91,37 @@ def stop(proc: subprocess.Popen[bytes]) -> int | None:
         proc.kill()
         proc.wait()
         return None
+
+
+@contextmanager
+def running_platform(
+    var_dir: Path, web_dist: Path, extra_env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """The whole platform started by its launcher (`python -m tradeplane.platform up`); yields
+    the gateway's address and stops it afterwards."""
+    env = launcher_env(var_dir, web_dist)
+    env.update(extra_env or {})
+    console = var_dir / "launcher-console.txt"
+    with console.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tradeplane.platform", "--var-dir", str(var_dir), "up"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{env['GATEWAY_HTTP_PORT']}"
+    try:
+        # Within pytest's 120 s per-test timeout, which the first test's setup counts against;
+        # generous because a loaded machine starts five processes slowly.
+        wait_healthy(url, proc, console, timeout=100)
+    except BaseException:
+        proc.kill()  # a launcher that never came up; its children die with it (PDEATHSIG)
+        proc.wait()
+        raise
+    try:
+        yield url
+    finally:
+        stop(proc)
 
 
 def submit_market_order(

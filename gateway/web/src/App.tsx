@@ -1,11 +1,14 @@
 // The shell: a tab per view, chosen by the URL hash (#/live, #/market...) so every view has a
 // link and the gateway's static file server needs no fallback route.
 import { useEffect, useState } from "react";
+import { onAuthEvent } from "./lib/api";
 import { timeZone } from "./lib/format";
+import { tokenInfo } from "./lib/scopes";
 import { AgentsView } from "./views/AgentsView";
 import { BacktestsView } from "./views/BacktestsView";
 import { LiveView } from "./views/LiveView";
 import { MarketView } from "./views/MarketView";
+import { AuthBadge, SignInPanel } from "./views/SignIn";
 import { WalletsView } from "./views/WalletsView";
 
 const VIEWS = [
@@ -28,6 +31,20 @@ export function App() {
     window.addEventListener("hashchange", onHash);
     return () => window.removeEventListener("hashchange", onHash);
   }, []);
+  // Signing in or out remounts the view so every request and socket uses the new token.
+  const [authVersion, setAuthVersion] = useState(0);
+  const [signIn, setSignIn] = useState<{ reason?: string }>();
+  useEffect(
+    () =>
+      onAuthEvent((e) => {
+        if (e.unauthenticated !== undefined) setSignIn({ reason: e.unauthenticated });
+        else {
+          setSignIn(undefined);
+          setAuthVersion((v) => v + 1);
+        }
+      }),
+    [],
+  );
   const active = VIEWS.find((v) => v.id === view) ?? VIEWS[0];
   return (
     <div className="app">
@@ -44,8 +61,10 @@ export function App() {
         <small className="tz" title="Times are shown in this time zone">
           {timeZone}
         </small>
+        <AuthBadge key={authVersion} info={tokenInfo()} onSignIn={() => setSignIn({})} />
       </header>
-      <main key={active.id}>{active.render()}</main>
+      {signIn && <SignInPanel reason={signIn.reason} onClose={() => setSignIn(undefined)} />}
+      <main key={`${active.id}|${authVersion}`}>{active.render()}</main>
     </div>
   );
 }

@@ -7,14 +7,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as redis
 from prometheus_client import REGISTRY
 
-from tradeplane.runtime.cache import Cache, InMemoryCache, RedisCache, create_cache
+from tradeplane.runtime.cache import (
+    Cache,
+    FailOpenCache,
+    InMemoryCache,
+    RedisCache,
+    create_cache,
+)
 from tradeplane.runtime.errors import Unavailable
 from tradeplane.testing import free_port
+from tradeplane.testing.faultproxy import FaultProxy
 
 
 class CountingLoader:
@@ -264,8 +272,41 @@ async def test_create_cache_is_in_process_without_a_redis_url() -> None:
 async def test_create_cache_uses_redis_with_a_service_prefix(redis_url: str) -> None:
     cache = create_cache(SimpleNamespace(service_name="wallets", redis_url=redis_url), name="cb")
     try:
-        assert isinstance(cache, RedisCache)
-        assert cache.prefix == "tradeplane:wallets:cb:"
+        assert isinstance(cache, FailOpenCache) and isinstance(cache.shared, RedisCache)
+        assert cache.shared.prefix == "tradeplane:wallets:cb:"
         assert await cache.get_or_load("k", 5, CountingLoader(delay=0)) == b"loaded"
     finally:
         await cache.close()
+
+
+@pytest.mark.redis
+async def test_fail_open_cache_stands_in_while_redis_is_down(redis_url: str) -> None:
+    """Redis behind the fault proxy: refused -> the in-process cache serves, one load per
+    key; Redis back -> the shared cache is used again (after retry_seconds)."""
+    parts = urlsplit(redis_url)
+    assert parts.hostname is not None and parts.port is not None
+    async with FaultProxy(parts.hostname, parts.port) as proxy:
+        url = f"redis://{proxy.address}{parts.path}"
+        cache = FailOpenCache(
+            RedisCache(url, prefix="failopen:", socket_timeout_seconds=0.5),
+            InMemoryCache(name="failopen"),
+            name="failopen",
+            retry_seconds=0.2,
+        )
+        loader = CountingLoader(delay=0)
+        try:
+            assert await cache.get_or_load("k", 30, loader) == b"loaded"
+            assert loader.calls == 1 and not cache.degraded
+            proxy.refuse()
+            proxy.reset_peer()
+            results = await asyncio.gather(*(cache.get_or_load("j", 30, loader) for _ in range(10)))
+            assert results == [b"loaded"] * 10 and cache.degraded
+            assert loader.calls == 2  # one load for "j" while down, shared by the 10 callers
+            await cache.set("x", b"1", 30)
+            assert await cache.get("x") == b"1"
+            proxy.clear()
+            await asyncio.sleep(0.3)
+            assert await cache.get_or_load("k", 30, loader) == b"loaded"  # from Redis again
+            assert loader.calls == 2 and not cache.degraded
+        finally:
+            await cache.close()

@@ -19,12 +19,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tradeplane.gateway.auth import Authenticator, token_from
+from tradeplane.gateway.auth import Authenticator, Caller, token_from
 from tradeplane.gateway.errors import ApiError, from_rpc_error
 from tradeplane.gateway.jsonmap import build_request, message_json
 from tradeplane.gateway.upstreams import Method, Upstreams, method
 from tradeplane.runtime.auth import required_scope
 from tradeplane.runtime.errors import DomainError
+from trading.execution.v1 import execution_pb2
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +225,16 @@ def make_handler(
                 defaults_unless=route.defaults_unless,
             )
             try:
+                if caller.accounts is not None and route.service == "execution":
+                    await _limit_to_accounts(upstreams, caller, rpc_request)
                 response = await upstreams.call(m, rpc_request, caller.token)
             except grpc.aio.AioRpcError as exc:
                 raise from_rpc_error(exc, route.service) from None
+            if caller.accounts is not None and route.rpc == "ListAccounts":
+                listed: Any = response
+                kept = [a for a in listed.accounts if a.account_id in caller.accounts]
+                del listed.accounts[:]
+                listed.accounts.extend(kept)
             return json_response(message_json(response))
         except ApiError as exc:
             return error_response(exc)
@@ -236,6 +244,44 @@ def make_handler(
 
     handle.__name__ = f"{route.service}_{route.rpc}"
     return handle
+
+
+async def _limit_to_accounts(upstreams: Upstreams, caller: Caller, request: Any) -> None:
+    """An account-scoped token (`accounts` claim) reaches its own accounts only: a request
+    naming another account is refused, one naming none gets the caller's only account, and
+    an order addressed by id must belong to one of them (PERMISSION_DENIED otherwise)."""
+    assert caller.accounts is not None
+    fields = request.DESCRIPTOR.fields_by_name
+    if "account_id" not in fields or request.DESCRIPTOR.name == "GetTradingStateRequest":
+        return  # not account data (the global trading state is readable by everyone)
+    if request.DESCRIPTOR.name in ("GetOrderRequest", "CancelOrderRequest") and request.order_id:
+        owner: Any = await upstreams.call(
+            method("execution", "GetOrder"),
+            execution_pb2.GetOrderRequest(order_id=request.order_id),
+            caller.token,
+        )
+        if owner.order.account_id not in caller.accounts:
+            raise ApiError(grpc.StatusCode.PERMISSION_DENIED, "order_id: not one of your accounts")
+        return
+    if "all_accounts" in fields and request.all_accounts:
+        raise ApiError(
+            grpc.StatusCode.PERMISSION_DENIED, "all_accounts: this token is limited to accounts"
+        )
+    if request.account_id:
+        if request.account_id not in caller.accounts:
+            raise ApiError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"account_id: this token may not use account {request.account_id!r}",
+            )
+    elif len(caller.accounts) == 1:
+        request.account_id = next(iter(caller.accounts))
+    else:
+        raise ApiError(
+            grpc.StatusCode.PERMISSION_DENIED,
+            "account_id: required (this token is limited to "
+            + ", ".join(sorted(caller.accounts))
+            + ")",
+        )
 
 
 def api_routes(upstreams: Upstreams, authenticator: Authenticator) -> list[Route]:

@@ -9,7 +9,6 @@ import time
 from collections.abc import AsyncIterator
 
 import orjson
-from opentelemetry import trace
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -24,14 +23,13 @@ from tradeplane.gateway.auth import Authenticator, Caller, token_from
 from tradeplane.gateway.connection import Connection
 from tradeplane.gateway.hub import Hub
 from tradeplane.gateway.settings import GatewaySettings
+from tradeplane.gateway.tracing import TracingMiddleware
 from tradeplane.gateway.upstreams import Upstreams
 from tradeplane.runtime.errors import DomainError
-from tradeplane.runtime.tracing import extract_context
 from trading.gateway.v1 import gateway_pb2
 
 log = logging.getLogger("tradeplane.gateway")
 access_log = logging.getLogger("tradeplane.gateway.access")
-tracer = trace.get_tracer("tradeplane.gateway")
 
 PLACEHOLDER = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>tradeplane</title></head>
@@ -153,7 +151,7 @@ async def _ws_endpoint(ws: WebSocket, gw: Gateway, endpoint: str) -> None:
 
 
 class AccessLogMiddleware:
-    """One JSON log line and one span per HTTP request (W3C traceparent honoured)."""
+    """One JSON log line per HTTP request (inside TracingMiddleware's span: it has the ids)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -164,7 +162,6 @@ class AccessLogMiddleware:
             return
         began = time.perf_counter()
         status = 500
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -173,30 +170,25 @@ class AccessLogMiddleware:
             await send(message)
 
         path = scope["path"]
-        with tracer.start_as_current_span(
-            f"{scope['method']} {path}",
-            context=extract_context(headers),
-            kind=trace.SpanKind.SERVER,
-        ) as span:
-            try:
-                await self.app(scope, receive, send_wrapper)
-            finally:
-                elapsed = time.perf_counter() - began
-                route = _route_template(scope)
-                span.set_attribute("http.response.status_code", status)
-                metrics.HTTP_REQUESTS.labels(scope["method"], route, str(status)).observe(elapsed)
-                if not path.startswith("/healthz"):
-                    access_log.info(
-                        "http request",
-                        extra={
-                            "method": scope["method"],
-                            "path": path,
-                            "route": route,
-                            "status": status,
-                            "duration_ms": round(elapsed * 1000, 2),
-                            "client": (scope.get("client") or ("", 0))[0],
-                        },
-                    )
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - began
+            route = _route_template(scope)
+            metrics.HTTP_REQUESTS.labels(route, scope["method"], str(status)).inc()
+            metrics.HTTP_REQUEST_SECONDS.labels(route, scope["method"]).observe(elapsed)
+            if not path.startswith("/healthz"):
+                access_log.info(
+                    "http request",
+                    extra={
+                        "method": scope["method"],
+                        "path": path,
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        "client": (scope.get("client") or ("", 0))[0],
+                    },
+                )
 
 
 def _route_template(scope: Scope) -> str:
@@ -252,4 +244,5 @@ def create_app(gw: Gateway) -> Starlette:
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(TracingMiddleware)  # outermost: added last
     return app

@@ -69,7 +69,7 @@ class Subscription:
     id: str
     channel: int
     head: str
-    accounts: frozenset[str] = frozenset()
+    accounts: frozenset[str] | None = None  # LIVE filter (None: every account)
     products: frozenset[str] = frozenset()  # LIVE filter
     topics: list[Topic] = field(default_factory=list)
     gated: bool = False  # waiting for its snapshot: updates are held in `pending`
@@ -78,7 +78,7 @@ class Subscription:
 
     @property
     def filtered(self) -> bool:
-        return self.channel == CHANNEL_LIVE and bool(self.accounts or self.products)
+        return self.channel == CHANNEL_LIVE and (self.accounts is not None or bool(self.products))
 
     def deliver(self, topic: Topic, body: DataBody, items: list[Item]) -> None:
         if self.closed:
@@ -94,7 +94,7 @@ class Subscription:
             if len(self.pending) > self.conn.queue_max:
                 if topic.feed.droppable:
                     del self.pending[0]  # superseded by the snapshot being made
-                    metrics.DROPS.labels("queue_full").inc()
+                    metrics.DROPS.labels(self.conn.endpoint, "queue_full").inc()
                 else:
                     self.conn.slow_consumer()
             return
@@ -141,6 +141,7 @@ class Connection:
 
     async def run(self) -> None:
         metrics.CONNECTIONS.labels(self.endpoint).inc()
+        metrics.CONNECTIONS_OPENED.labels(self.endpoint).inc()
         self.send(
             frames.hello(
                 self.id,
@@ -227,11 +228,11 @@ class Connection:
         if topic.feed.droppable:
             key = (sub.id, topic.key)
             if key in self._dirty:
-                metrics.DROPS.labels("resync_pending").inc()
+                metrics.DROPS.labels(self.endpoint, "resync_pending").inc()
                 return
             if len(self._queue) >= self.queue_max:
                 self._dirty[key] = (sub, topic)
-                metrics.DROPS.labels("queue_full").inc()
+                metrics.DROPS.labels(self.endpoint, "queue_full").inc()
                 return
         elif len(self._queue) >= self.queue_max:
             self.slow_consumer()
@@ -242,7 +243,7 @@ class Connection:
     def slow_consumer(self) -> None:
         if self._closed.is_set():
             return
-        metrics.SLOW_CONSUMER_CLOSES.inc()
+        metrics.SLOW_CONSUMER_CLOSES.labels(self.endpoint).inc()
         log.info("slow consumer closed", extra={"conn": self.id, "queued": len(self._queue)})
         self._queue.clear()
         self.close(
@@ -304,7 +305,10 @@ class Connection:
         token = self.caller.token if self.caller else None
         recent = self.gw.settings.gateway_snapshot_recent
         if topic.feed.channel == CHANNEL_LIVE:
-            state_field, state = "live", await live_snapshot(self.gw.upstreams, token, recent)
+            state_field, state = (
+                "live",
+                await live_snapshot(self.gw.upstreams, token, recent, sub.accounts),
+            )
         else:
             state_field, state = (
                 "reconciliations",
@@ -329,6 +333,7 @@ class Connection:
             while True:
                 text = await self.ws.receive_text()
                 self._last_received = time.monotonic()
+                metrics.MESSAGES_RECEIVED.labels(self.endpoint).inc()
                 try:
                     frame = json_format.Parse(text, gateway_pb2.ClientFrame())
                 except json_format.ParseError as exc:
@@ -444,6 +449,13 @@ class Connection:
                 sub_id,
             )
             return
+        accounts: frozenset[str] | None = None
+        if channel == CHANNEL_LIVE:
+            try:  # an account-scoped token sees its own accounts only
+                accounts = self.caller.account_filter(msg.account_ids)
+            except DomainError as exc:
+                self._error(E.ERROR_CODE_PERMISSION_DENIED, str(exc), request_id)
+                return
         feeds = await self._feeds(msg, request_id)
         if feeds is None:
             return
@@ -455,7 +467,7 @@ class Connection:
             sub_id,
             channel,
             frames.data_head(sub_id),
-            accounts=frozenset(msg.account_ids) if channel == CHANNEL_LIVE else frozenset(),
+            accounts=accounts,
             products=frozenset(msg.product_ids) if channel == CHANNEL_LIVE else frozenset(),
         )
         self.subs[sub_id] = sub

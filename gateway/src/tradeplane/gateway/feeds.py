@@ -144,10 +144,13 @@ class Feed:
 SnapshotLoader = Callable[[str | None], Awaitable[tuple[str, Json]]]
 
 
-def live_event_matches(event: Json, accounts: frozenset[str], products: frozenset[str]) -> bool:
-    """Filter of a CHANNEL_LIVE subscription; events without an account are global (kept)."""
+def live_event_matches(
+    event: Json, accounts: frozenset[str] | None, products: frozenset[str]
+) -> bool:
+    """Filter of a CHANNEL_LIVE subscription (accounts None = every account); events without
+    an account are global (kept)."""
     account = event.get("accountId")
-    if accounts and account and account not in accounts:
+    if accounts is not None and account and account not in accounts:
         return False
     if products:
         for value in event.values():

@@ -33,6 +33,7 @@ from tradeplane.gateway.feeds import (
 )
 from tradeplane.gateway.frames import DataBody, Json
 from tradeplane.gateway.upstreams import Upstreams, bearer_metadata, method
+from tradeplane.runtime import tracing
 from trading.gateway.v1 import gateway_pb2
 from trading.market.v1 import market_pb2
 
@@ -111,7 +112,9 @@ class Topic:
         if since_seq is not None:
             self.covered_from = since_seq
         self._task = asyncio.get_running_loop().create_task(
-            self._run(since_seq), name=f"upstream {self.key}"
+            # shared by every subscriber: not part of the first one's trace
+            tracing.detached(self._run(since_seq)),
+            name=f"upstream {self.key}",
         )
 
     async def stop(self) -> None:

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Generator
 
 import uvicorn
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from tradeplane.gateway.app import Gateway, create_app
 from tradeplane.gateway.settings import GatewaySettings
@@ -22,6 +23,20 @@ from tradeplane.runtime.tracing import configure_tracing
 from trading.gateway.v1 import gateway_pb2
 
 log = logging.getLogger("tradeplane.gateway")
+
+
+def _ws_protocol(write_buffer: int) -> type[WebSocketsSansIOProtocol]:
+    """uvicorn's sans-I/O WebSocket protocol with a smaller write buffer: `send` waits once
+    `write_buffer` bytes are pending (asyncio's default is 64 KiB per socket), so a stalled
+    browser holds at most that in user space before its bounded frame queue takes over."""
+
+    class Protocol(WebSocketsSansIOProtocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            if write_buffer and isinstance(transport, asyncio.WriteTransport):
+                transport.set_write_buffer_limits(high=write_buffer)
+
+    return Protocol
 
 
 class _UvicornServer(uvicorn.Server):
@@ -71,7 +86,7 @@ class GatewayServer:
             log_config=None,
             access_log=False,
             lifespan="on",
-            ws="websockets-sansio",
+            ws=_ws_protocol(settings.gateway_socket_send_buffer),
             http="httptools",
             timeout_graceful_shutdown=max(1, int(settings.shutdown_grace_seconds)),
             server_header=False,

@@ -41,8 +41,9 @@ class GatewaySettings(ServiceSettings):
     gateway_batch_seconds: float = Field(0.025, ge=0, le=1)
     gateway_upstream_timeout_seconds: float = Field(10.0, gt=0)  # per unary call
     gateway_upstream_retry_max_seconds: float = Field(5.0, gt=0)  # stream reconnect backoff cap
-    # SO_SNDBUF of accepted sockets in bytes (0 = OS default, autotuned): a smaller buffer
-    # bounds the kernel memory a stalled browser can hold and detects it sooner.
+    # SO_SNDBUF of accepted sockets and the high-water mark of their user-space write buffer,
+    # in bytes (0 = OS default, autotuned, and asyncio's 64 KiB): a smaller buffer bounds the
+    # memory a stalled browser can hold and detects it sooner.
     gateway_socket_send_buffer: int = Field(0, ge=0)
     # Token the gateway's shared upstream streams use (one stream serves many browsers);
     # unset: the token of the browser that opened the stream. Each browser is checked itself.

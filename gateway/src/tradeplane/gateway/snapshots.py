@@ -4,7 +4,9 @@ subscriber's own token. A part the service cannot serve yet is left empty, not f
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
@@ -34,36 +36,32 @@ async def _call(
         return None
 
 
-async def live_snapshot(upstreams: Upstreams, token: str | None, recent: int) -> Json:
-    """LiveSnapshot: open orders, positions, portfolios, recent fills/blocks, trading state."""
-    orders, positions, fills, blocks, state, accounts = await asyncio.gather(
-        _call(
-            upstreams,
-            "execution",
+async def live_snapshot(
+    upstreams: Upstreams, token: str | None, recent: int, accounts: frozenset[str] | None = None
+) -> Json:
+    """LiveSnapshot: open orders, positions, portfolios, recent fills/blocks, trading state;
+    of `accounts` only (one query per account, merged) unless None (every account)."""
+    scopes = [""] if accounts is None else sorted(accounts)
+
+    def each(rpc: str, make: Callable[[str], Any]) -> list[Awaitable[Any]]:
+        return [_call(upstreams, "execution", rpc, make(a), token) for a in scopes]
+
+    parts = await asyncio.gather(
+        *each(
             "ListOrders",
-            execution_pb2.ListOrdersRequest(statuses=_OPEN_STATUSES, page_size=500),
-            token,
+            lambda a: execution_pb2.ListOrdersRequest(
+                account_id=a, statuses=_OPEN_STATUSES, page_size=500
+            ),
         ),
-        _call(
-            upstreams,
-            "execution",
+        *each(
             "ListPositions",
-            execution_pb2.ListPositionsRequest(page_size=500),
-            token,
+            lambda a: execution_pb2.ListPositionsRequest(account_id=a, page_size=500),
         ),
-        _call(
-            upstreams,
-            "execution",
-            "ListFills",
-            execution_pb2.ListFillsRequest(page_size=recent),
-            token,
+        *each(
+            "ListFills", lambda a: execution_pb2.ListFillsRequest(account_id=a, page_size=recent)
         ),
-        _call(
-            upstreams,
-            "execution",
-            "ListBlocks",
-            execution_pb2.ListBlocksRequest(page_size=recent),
-            token,
+        *each(
+            "ListBlocks", lambda a: execution_pb2.ListBlocksRequest(account_id=a, page_size=recent)
         ),
         _call(
             upstreams, "execution", "GetTradingState", execution_pb2.GetTradingStateRequest(), token
@@ -76,36 +74,39 @@ async def live_snapshot(upstreams: Upstreams, token: str | None, recent: int) ->
             token,
         ),
     )
+    n = len(scopes)
+    orders, positions, fills, blocks = (
+        [r for r in parts[i * n : (i + 1) * n] if r is not None] for i in range(4)
+    )
+    state, listed = parts[4 * n], parts[4 * n + 1]
     portfolios = []
-    if accounts is not None:
+    if listed is not None:
+        ids = [a.account_id for a in listed.accounts]
+        if accounts is not None:
+            ids = [a for a in ids if a in accounts]
         results = await asyncio.gather(
             *(
                 _call(
                     upstreams,
                     "execution",
                     "GetPortfolio",
-                    execution_pb2.GetPortfolioRequest(account_id=a.account_id),
+                    execution_pb2.GetPortfolioRequest(account_id=a),
                     token,
                 )
-                for a in accounts.accounts
+                for a in ids
             )
         )
         portfolios = [r.portfolio for r in results if r is not None]
-    return _live_snapshot(orders, positions, fills, blocks, state, portfolios)
-
-
-def _live_snapshot(
-    orders: Any, positions: Any, fills: Any, blocks: Any, state: Any, portfolios: list[Any]
-) -> Json:
+    newest_first = functools.partial(sorted, key=lambda m: m.time.ToNanoseconds(), reverse=True)
     message = gateway_pb2.LiveSnapshot(
         trading_state=(
             state.effective_state if state is not None else execution_pb2.TRADING_STATE_UNSPECIFIED
         ),
-        open_orders=orders.orders if orders is not None else [],
-        positions=positions.positions if positions is not None else [],
+        open_orders=[o for r in orders for o in r.orders],
+        positions=[p for r in positions for p in r.positions],
         portfolios=portfolios,
-        recent_fills=fills.fills if fills is not None else [],
-        recent_blocks=blocks.blocks if blocks is not None else [],
+        recent_fills=newest_first(f for r in fills for f in r.fills)[:recent],
+        recent_blocks=newest_first(b for r in blocks for b in r.blocks)[:recent],
     )
     return message_dict(message)
 

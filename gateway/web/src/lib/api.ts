@@ -12,14 +12,69 @@ export class ApiError extends Error {
 }
 
 const TOKEN_KEY = "tradeplane.token";
+const AUTH_EVENT = "tradeplane:auth";
 
-/** Bearer token for gateways with AUTH_MODE=jwt (none with `make up`). */
+/** Bearer token for gateways with AUTH_MODE=jwt (none with `make up`). Kept in
+ * sessionStorage: it lives as long as the tab and is not shared with other tabs. */
 export function authToken(): string | null {
   try {
-    return window.localStorage.getItem(TOKEN_KEY);
+    return window.sessionStorage.getItem(TOKEN_KEY);
   } catch {
     return null;
   }
+}
+
+export function setAuthToken(token: string | null): void {
+  try {
+    if (token) window.sessionStorage.setItem(TOKEN_KEY, token.trim().replace(/^Bearer\s+/i, ""));
+    else window.sessionStorage.removeItem(TOKEN_KEY);
+  } catch {
+    /* storage disabled: the token only lasts until the next reload */
+  }
+  window.dispatchEvent(new CustomEvent(AUTH_EVENT, { detail: { signedIn: Boolean(token) } }));
+}
+
+const AUTH_REQUIRED_KEY = "tradeplane.authRequired";
+
+/** Whether this gateway has refused a caller without a valid token (auth is on). */
+export function authRequired(): boolean {
+  try {
+    return window.sessionStorage.getItem(AUTH_REQUIRED_KEY) === "1";
+  } catch {
+    return false;
+  }
+}
+
+const REFUSED_KEY = "tradeplane.refusedToken";
+
+/** Whether the gateway refused the token we hold (bad signature, expired...). */
+export function tokenRefused(): boolean {
+  try {
+    const token = authToken();
+    return token !== null && window.sessionStorage.getItem(REFUSED_KEY) === token;
+  } catch {
+    return false;
+  }
+}
+
+/** Tell the shell the gateway refused our credentials (HTTP 401 or WebSocket 4401). */
+export function reportUnauthenticated(message: string): void {
+  try {
+    window.sessionStorage.setItem(AUTH_REQUIRED_KEY, "1");
+    const token = authToken();
+    if (token) window.sessionStorage.setItem(REFUSED_KEY, token);
+  } catch {
+    /* storage disabled */
+  }
+  window.dispatchEvent(new CustomEvent(AUTH_EVENT, { detail: { unauthenticated: message } }));
+}
+
+export type AuthEvent = { signedIn?: boolean; unauthenticated?: string };
+
+export function onAuthEvent(fn: (e: AuthEvent) => void): () => void {
+  const handler = (ev: Event) => fn((ev as CustomEvent<AuthEvent>).detail);
+  window.addEventListener(AUTH_EVENT, handler);
+  return () => window.removeEventListener(AUTH_EVENT, handler);
 }
 
 type Query = Record<string, string | number | undefined>;
@@ -61,6 +116,7 @@ async function request<T>(method: string, path: string, query?: Query, body?: un
   }
   if (!res.ok) {
     const e = doc as { code?: string; message?: string };
+    if (res.status === 401) reportUnauthenticated(e.message ?? "sign-in required");
     throw new ApiError(e.message ?? `HTTP ${res.status}`, res.status, e.code ?? "UNKNOWN");
   }
   return doc as T;

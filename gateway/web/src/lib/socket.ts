@@ -1,7 +1,7 @@
 // A WebSocket to the gateway (`/ws/live` or `/ws/market`) speaking the `trading.gateway.v1`
 // frames as JSON (see protos/trading/gateway/v1/gateway.proto): hello, subscribe → subscribed →
 // snapshot → data, heartbeats both ways, and reconnect with `resume` from the last seq seen.
-import { authToken } from "./api";
+import { authToken, reportUnauthenticated } from "./api";
 
 export type SocketState = "connecting" | "open" | "closed";
 
@@ -20,6 +20,7 @@ export interface Subscription {
 export interface Hello {
   connectionId: string;
   heartbeatIntervalMs?: number;
+  authenticated?: boolean;
 }
 export interface SnapshotFrame {
   subscriptionId: string;
@@ -117,9 +118,8 @@ export class GatewaySocket {
 
   private url(): string {
     const proto = window.location.protocol === "https:" ? "wss:" : "ws:";
-    const token = authToken();
-    const qs = token ? `?access_token=${encodeURIComponent(token)}` : "";
-    return `${proto}//${window.location.host}${this.path}${qs}`;
+    // The token goes in the first frame (`auth`), not the URL, so it stays out of access logs.
+    return `${proto}//${window.location.host}${this.path}`;
   }
 
   private connect(): void {
@@ -137,6 +137,7 @@ export class GatewaySocket {
       if (this.ws !== ws) return;
       this.ws = null;
       window.clearInterval(this.heartbeatTimer);
+      if (ev.code === 4401) reportUnauthenticated(ev.reason || "the gateway refused the token");
       this.scheduleReconnect(`closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ""})`);
     };
     ws.onerror = () => {
@@ -193,6 +194,12 @@ export class GatewaySocket {
     this.heartbeatMs = hello.heartbeatIntervalMs || DEFAULT_HEARTBEAT_MS;
     window.clearInterval(this.heartbeatTimer);
     this.heartbeatTimer = window.setInterval(() => this.heartbeat(), this.heartbeatMs);
+    if (!hello.authenticated) {
+      const token = authToken();
+      // Auth is on and we have no token: nothing will be delivered until the user signs in.
+      if (token) this.send({ auth: { token } });
+      else reportUnauthenticated("sign in to receive live data");
+    }
     const withCursor: Subscription[] = [];
     for (const sub of this.subs.values()) {
       const since = this.resume ? this.seq.get(sub.subscriptionId) : undefined;

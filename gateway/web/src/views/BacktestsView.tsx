@@ -4,6 +4,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { AreaSeries, LineSeries, createChart, type UTCTimestamp } from "lightweight-charts";
 import { api, errorText } from "../lib/api";
+import { mergeIndicators } from "../lib/paging";
 import { fmtDateTime, fmtEnum, fmtMoney, fmtNum, fmtPct, fmtTime } from "../lib/format";
 import { GatewaySocket } from "../lib/socket";
 import type { Candle, IndicatorSeries, Product } from "../lib/types";
@@ -58,7 +59,8 @@ interface EquityPoint {
 }
 
 const LIST_PAGE = 20;
-const PLAYBACK_BARS = 1000; // playback is bounded to the first 1,000 bars of a run
+const PLAYBACK_PAGE = 500; // candles per request; more pages load as the chart or scrubber nears the end
+const TRADES_PAGE = 50;
 const EQUITY_POINTS = 400;
 
 export function BacktestsView() {
@@ -269,22 +271,38 @@ function LaunchForm({ onLaunched, onDone }: { onLaunched: () => void; onDone: (i
   );
 }
 
+type PlaybackPage = { candles?: Candle[]; indicators?: IndicatorSeries[]; markers?: TradeMarker[]; nextPageToken?: string };
+
+function toMarker(m: TradeMarker): Marker {
+  return {
+    time: Math.floor(Date.parse(m.time) / 1000),
+    position: m.side === "SIDE_SELL" ? "aboveBar" : "belowBar",
+    color: m.side === "SIDE_SELL" ? "#ef5350" : "#26a69a",
+    shape: m.side === "SIDE_SELL" ? "arrowDown" : "arrowUp",
+    text: `${fmtEnum(m.side, "SIDE_")} ${fmtNum(m.price, 2)}`,
+  };
+}
+
 function Playback({ backtestId }: { backtestId: string }) {
   const [bt, setBt] = useState<Backtest>();
   const [candles, setCandles] = useState<Candle[]>();
   const [indicators, setIndicators] = useState<IndicatorSeries[]>([]);
   const [markers, setMarkers] = useState<Marker[]>([]);
+  const [nextToken, setNextToken] = useState<string>();
+  const [pageError, setPageError] = useState<string>();
+  const loadingPage = useRef(false);
   const [equity, setEquity] = useState<EquityPoint[]>();
   const [error, setError] = useState<string>();
   const [index, setIndex] = useState(0);
+  const [scrubbed, setScrubbed] = useState(false); // the chart follows the scrubber once used
   const [state, setState] = useState<PlaybackState>();
   const [stateError, setStateError] = useState<string>();
+  const base = `/api/backtests/${encodeURIComponent(backtestId)}`;
 
   useEffect(() => {
-    const base = `/api/backtests/${encodeURIComponent(backtestId)}`;
     Promise.all([
       api.get<{ backtest?: Backtest }>(base),
-      api.get<{ candles?: Candle[]; indicators?: IndicatorSeries[]; markers?: TradeMarker[] }>(`${base}/playback/candles`, { page_size: PLAYBACK_BARS }),
+      api.get<PlaybackPage>(`${base}/playback/candles`, { page_size: PLAYBACK_PAGE }),
       api.get<{ points?: EquityPoint[] }>(`${base}/equity`, { max_points: EQUITY_POINTS }),
     ])
       .then(([b, pc, eq]) => {
@@ -292,20 +310,31 @@ function Playback({ backtestId }: { backtestId: string }) {
         const list = pc.candles ?? [];
         setCandles(list);
         setIndicators(pc.indicators ?? []);
-        setMarkers(
-          (pc.markers ?? []).map((m) => ({
-            time: Math.floor(Date.parse(m.time) / 1000),
-            position: m.side === "SIDE_SELL" ? "aboveBar" : "belowBar",
-            color: m.side === "SIDE_SELL" ? "#ef5350" : "#26a69a",
-            shape: m.side === "SIDE_SELL" ? "arrowDown" : "arrowUp",
-            text: `${fmtEnum(m.side, "SIDE_")} ${fmtNum(m.price, 2)}`,
-          })),
-        );
+        setMarkers((pc.markers ?? []).map(toMarker));
+        setNextToken(pc.nextPageToken || undefined);
         setEquity(eq.points ?? []);
         setIndex(Math.max(0, list.length - 1));
       })
       .catch((err) => setError(errorText(err)));
-  }, [backtestId]);
+  }, [backtestId, base]);
+
+  // The next page of candles (when the chart is scrolled, or the scrubber pushed, to the end).
+  const loadMore = useCallback(() => {
+    if (!nextToken || loadingPage.current || !candles) return;
+    loadingPage.current = true;
+    const loaded = candles.length;
+    api
+      .get<PlaybackPage>(`${base}/playback/candles`, { page_size: PLAYBACK_PAGE, page_token: nextToken })
+      .then((pc) => {
+        setCandles((cur) => [...(cur ?? []), ...(pc.candles ?? [])]);
+        setIndicators((cur) => mergeIndicators(cur, pc.indicators ?? [], loaded));
+        setMarkers((cur) => [...cur, ...(pc.markers ?? []).map(toMarker)]);
+        setNextToken(pc.nextPageToken || undefined);
+        setPageError(undefined);
+      })
+      .catch((err) => setPageError(errorText(err)))
+      .finally(() => (loadingPage.current = false));
+  }, [base, nextToken, candles]);
 
   // The state at the scrubbed bar (debounced: dragging asks once it settles).
   const at = candles?.[index]?.start;
@@ -340,7 +369,7 @@ function Playback({ backtestId }: { backtestId: string }) {
         <Empty>This run has no candles.</Empty>
       ) : (
         <>
-          <CandleChart candles={candles} indicators={indicators} markers={withCursor(markers, at)} height={360} />
+          <CandleChart candles={candles} indicators={indicators} markers={withCursor(markers, at)} height={360} onNearEnd={loadMore} cursor={scrubbed ? index : undefined} />
           <div className="scrubber">
             <input
               type="range"
@@ -349,9 +378,28 @@ function Playback({ backtestId }: { backtestId: string }) {
               min={0}
               max={candles.length - 1}
               value={index}
-              onChange={(e) => setIndex(Number(e.target.value))}
+              onChange={(e) => {
+                const i = Number(e.target.value);
+                setIndex(i);
+                setScrubbed(true);
+                if (i >= candles.length - 1) loadMore();
+              }}
+              onKeyDown={(e) => {
+                if ((e.key === "End" || e.key === "ArrowRight") && index >= candles.length - 1) loadMore();
+              }}
             />
             <span data-testid="scrub-time">{fmtDateTime(at)}</span>
+          </div>
+          <div className="pager">
+            <span data-testid="bars-loaded">
+              {candles.length.toLocaleString()} bars loaded{nextToken ? ", more on scroll" : " (the whole run)"}
+            </span>
+            {nextToken && (
+              <button type="button" onClick={loadMore} data-testid="load-more-bars">
+                Load {PLAYBACK_PAGE} more bars
+              </button>
+            )}
+            {pageError && <ErrorBox error={pageError} retry={loadMore} />}
           </div>
         </>
       )}
@@ -393,7 +441,83 @@ function Playback({ backtestId }: { backtestId: string }) {
           {equity.length ? <EquityChart points={equity} /> : <Empty>No equity points.</Empty>}
         </div>
       </div>
+      <Trades base={base} />
     </div>
+  );
+}
+
+interface Trade {
+  tradeId: string;
+  productId?: string;
+  side?: string;
+  size?: string;
+  entryTime?: string;
+  entryPrice?: string;
+  exitTime?: string;
+  exitPrice?: string;
+  pnl?: string;
+  returnFraction?: number;
+  open?: boolean;
+}
+
+/** The run's round-trip trades, one page of TRADES_PAGE at a time (page tokens, both ways). */
+function Trades({ base }: { base: string }) {
+  const [tokens, setTokens] = useState<string[]>([""]); // token of each page seen so far
+  const [page, setPage] = useState(0);
+  const [rows, setRows] = useState<Trade[]>();
+  const [next, setNext] = useState<string>();
+  const [error, setError] = useState<string>();
+  const load = useCallback(() => {
+    setRows(undefined);
+    api
+      .get<{ trades?: Trade[]; nextPageToken?: string }>(`${base}/trades`, { page_size: TRADES_PAGE, page_token: tokens[page] || undefined })
+      .then((r) => {
+        setRows(r.trades ?? []);
+        setNext(r.nextPageToken || undefined);
+        setError(undefined);
+      })
+      .catch((err) => setError(errorText(err)));
+  }, [base, tokens, page]);
+  useEffect(load, [load]);
+  const forward = () => {
+    if (!next) return;
+    setTokens((t) => [...t.slice(0, page + 1), next]);
+    setPage(page + 1);
+  };
+  return (
+    <>
+      <h2>Trades</h2>
+      <div className="pager">
+        <button type="button" disabled={page === 0} onClick={() => setPage(page - 1)}>
+          ← Previous
+        </button>
+        <span data-testid="trades-page">
+          page {page + 1} ({TRADES_PAGE} per page)
+        </span>
+        <button type="button" disabled={!next} onClick={forward}>
+          Next →
+        </button>
+      </div>
+      <Table
+        testId="backtest-trades"
+        what="trades"
+        rows={rows}
+        rowKey={(t) => t.tradeId}
+        empty="This run made no trades."
+        error={error}
+        retry={load}
+        columns={[
+          { title: "Entry", render: (t) => fmtDateTime(t.entryTime) },
+          { title: "Side", render: (t) => fmtEnum(t.side, "SIDE_") },
+          { title: "Size", render: (t) => fmtNum(t.size), numeric: true },
+          { title: "Entry price", render: (t) => fmtNum(t.entryPrice, 2), numeric: true },
+          { title: "Exit", render: (t) => (t.open ? "open" : fmtDateTime(t.exitTime)) },
+          { title: "Exit price", render: (t) => fmtNum(t.exitPrice, 2), numeric: true },
+          { title: "P&L", render: (t) => fmtNum(t.pnl, 2), numeric: true },
+          { title: "Return", render: (t) => fmtPct(t.returnFraction), numeric: true },
+        ]}
+      />
+    </>
   );
 }
 
@@ -422,37 +546,58 @@ interface SweepResult {
 const SWEEP_PAGE = 10;
 const SWEEP_RESULTS_PAGE = 50;
 
-/** Parameter sweeps (latest 10) and the ranked results of the one picked. */
+const RANK_BY = ["STATISTIC_SHARPE", "STATISTIC_TOTAL_RETURN", "STATISTIC_SORTINO", "STATISTIC_CALMAR", "STATISTIC_MAX_DRAWDOWN", "STATISTIC_WIN_RATE", "STATISTIC_PROFIT_FACTOR"];
+const FINISHED = ["RUN_STATUS_COMPLETED", "RUN_STATUS_FAILED", "RUN_STATUS_CANCELED", "RUN_STATUS_CANCELLED"];
+
+/** Parameter sweeps (latest 10), a launch form with live progress, and the ranked results of
+ * the one picked. */
 function Sweeps({ onPlay }: { onPlay: (backtestId: string) => void }) {
   const [sweeps, setSweeps] = useState<Sweep[]>();
   const [error, setError] = useState<string>();
   const [picked, setPicked] = useState<string>();
   const [results, setResults] = useState<SweepResult[]>();
   const [resultsError, setResultsError] = useState<string>();
-  useEffect(() => {
+  const [resultsVersion, setResultsVersion] = useState(0);
+  const load = useCallback(() => {
     api
       .get<{ sweeps?: Sweep[] }>("/api/sweeps", { page_size: SWEEP_PAGE })
-      .then((r) => setSweeps(r.sweeps ?? []))
+      .then((r) => {
+        setSweeps(r.sweeps ?? []);
+        setError(undefined);
+      })
       .catch((err) => setError(errorText(err)));
   }, []);
+  useEffect(load, [load]);
   useEffect(() => {
     if (!picked) return;
     setResults(undefined);
+    setResultsError(undefined);
     api
       .get<{ results?: SweepResult[] }>(`/api/sweeps/${encodeURIComponent(picked)}/results`, { page_size: SWEEP_RESULTS_PAGE })
       .then((r) => setResults(r.results ?? []))
       .catch((err) => setResultsError(errorText(err)));
-  }, [picked]);
+  }, [picked, resultsVersion]);
+  const pickedSweep = sweeps?.find((w) => w.sweepId === picked);
   return (
     <>
       <h2>Sweeps</h2>
+      <SweepForm
+        onLaunched={load}
+        onProgress={load}
+        onDone={(id) => {
+          load();
+          setPicked(id);
+          setResultsVersion((v) => v + 1);
+        }}
+      />
       <Table
         testId="sweeps"
         what="sweeps"
         rows={sweeps}
         rowKey={(w) => w.sweepId}
-        empty="No parameter sweeps yet (POST /api/sweeps)."
+        empty="No parameter sweeps yet: launch one above."
         error={error}
+        retry={load}
         columns={[
           { title: "Created", render: (w) => fmtTime(w.createTime) },
           { title: "Strategy", render: (w) => w.config?.base?.strategy },
@@ -472,7 +617,9 @@ function Sweeps({ onPlay }: { onPlay: (backtestId: string) => void }) {
       />
       {picked && (
         <>
-          <h2>Sweep results (best first)</h2>
+          <h2>
+            Sweep results, best first by {fmtEnum(pickedSweep?.config?.rankBy || "STATISTIC_SHARPE", "STATISTIC_")} (top {SWEEP_RESULTS_PAGE})
+          </h2>
           <Table
             testId="sweep-results"
             what="results"
@@ -501,6 +648,135 @@ function Sweeps({ onPlay }: { onPlay: (backtestId: string) => void }) {
         </>
       )}
     </>
+  );
+}
+
+/** Launch a sweep: strategy, a grid (comma-separated values per parameter), product, range,
+ * ranking statistic; its progress (backtests done / total) arrives over `/ws/live`. */
+function SweepForm({ onLaunched, onProgress, onDone }: { onLaunched: () => void; onProgress: () => void; onDone: (id: string) => void }) {
+  const [strategies, setStrategies] = useState<StrategyDef[]>();
+  const [products, setProducts] = useState<Product[]>([]);
+  const [strategy, setStrategy] = useState("");
+  const [productId, setProductId] = useState("");
+  const [hours, setHours] = useState(6);
+  const [rankBy, setRankBy] = useState(RANK_BY[0]);
+  const [grid, setGrid] = useState<Record<string, string>>({});
+  const [error, setError] = useState<string>();
+  const [running, setRunning] = useState<{ id: string; done: number; total: number; status: string }>();
+
+  useEffect(() => {
+    Promise.all([
+      api.get<{ strategies?: StrategyDef[] }>("/api/backtests/strategies"),
+      api.get<{ products?: Product[] }>("/api/market/products", { page_size: 100 }),
+    ])
+      .then(([st, p]) => {
+        setStrategies(st.strategies ?? []);
+        setProducts(p.products ?? []);
+        setStrategy((cur) => cur || st.strategies?.[0]?.name || "");
+        setProductId((cur) => cur || p.products?.[0]?.productId || "");
+      })
+      .catch((err) => setError(errorText(err)));
+  }, []);
+  const def = strategies?.find((x) => x.name === strategy);
+  useEffect(() => {
+    setGrid(Object.fromEntries((def?.parameters ?? []).map((p) => [p.name, p.defaultValue ?? ""])));
+  }, [def]);
+
+  useEffect(() => {
+    if (!running?.id) return;
+    const id = running.id;
+    const onFrame = (frame: Record<string, unknown>) => {
+      const p = frame.progress as { backtestId?: string; status?: string; done?: string; total?: string } | undefined;
+      if (!p || p.backtestId) return; // the sweep's own updates, not its backtests'
+      setRunning({ id, done: Number(p.done ?? 0), total: Number(p.total ?? 0), status: p.status ?? "" });
+      onProgress();
+      if (p.status && FINISHED.includes(p.status)) onDone(id);
+    };
+    const socket = new GatewaySocket("/ws/live", { onSnapshot: onFrame, onData: onFrame }, true);
+    socket.subscribe({ subscriptionId: `sweep-${id}`, channel: "CHANNEL_BACKTEST_PROGRESS", targetId: id });
+    socket.start();
+    return () => socket.stop();
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [running?.id]);
+
+  const axes = Object.entries(grid).map(([name, text]) => ({ name, values: text.split(",").map((v) => v.trim()).filter(Boolean) }));
+  const combos = axes.reduce((n, a) => n * Math.max(1, a.values.length), 1);
+  const launch = async () => {
+    setError(undefined);
+    const end = new Date(Date.now() - 60_000);
+    const start = new Date(end.getTime() - hours * 3600_000);
+    try {
+      const r = await api.post<{ sweepId: string }>("/api/sweeps", {
+        config: {
+          base: {
+            strategy,
+            productId,
+            interval: "CANDLE_INTERVAL_ONE_MINUTE",
+            initialCash: "10000",
+            timeRange: { start: start.toISOString(), end: end.toISOString() },
+          },
+          grid: { axes: axes.filter((a) => a.values.length) },
+          rankBy,
+        },
+      });
+      setRunning({ id: r.sweepId, done: 0, total: combos, status: "RUN_STATUS_QUEUED" });
+      onLaunched();
+    } catch (err) {
+      setError(errorText(err));
+    }
+  };
+
+  if (!strategies) return error ? <ErrorBox error={error} /> : <Loading what="strategies" />;
+  return (
+    <div className="form" data-testid="sweep-form">
+      <label>
+        Sweep strategy
+        <select value={strategy} onChange={(e) => setStrategy(e.target.value)}>
+          {strategies.map((x) => (
+            <option key={x.name} value={x.name}>
+              {x.displayName ?? x.name}
+            </option>
+          ))}
+        </select>
+      </label>
+      {(def?.parameters ?? []).map((p) => (
+        <label key={p.name} title={`${p.description ?? p.name}: comma-separated values`}>
+          {`${p.name} values`}
+          <input size={10} value={grid[p.name] ?? ""} onChange={(e) => setGrid({ ...grid, [p.name]: e.target.value })} />
+        </label>
+      ))}
+      <label>
+        Sweep product
+        <select value={productId} onChange={(e) => setProductId(e.target.value)}>
+          {products.map((p) => (
+            <option key={p.productId}>{p.productId}</option>
+          ))}
+        </select>
+      </label>
+      <label>
+        Sweep last hours
+        <input type="number" min={1} max={24 * 30} value={hours} onChange={(e) => setHours(Number(e.target.value))} />
+      </label>
+      <label>
+        Rank by
+        <select value={rankBy} onChange={(e) => setRankBy(e.target.value)}>
+          {RANK_BY.map((r) => (
+            <option key={r} value={r}>
+              {fmtEnum(r, "STATISTIC_")}
+            </option>
+          ))}
+        </select>
+      </label>
+      <button type="button" className="primary" onClick={launch}>
+        Run sweep ({combos} backtests)
+      </button>
+      {running && (
+        <span data-testid="sweep-progress">
+          <progress max={Math.max(1, running.total)} value={running.done} /> {running.done}/{running.total} {fmtEnum(running.status, "RUN_STATUS_")}
+        </span>
+      )}
+      {error && <ErrorBox error={error} />}
+    </div>
   );
 }
 

@@ -69,12 +69,18 @@ export function CandleChart({
   indicators,
   markers,
   onReady,
+  onNearEnd,
+  cursor,
   height = 420,
 }: {
   candles: Candle[];
   indicators: IndicatorSeries[];
   markers?: Marker[];
   onReady?: (handle: ChartHandle | null) => void;
+  /** Paged data: called when the visible range nears the last loaded bar (load the next page). */
+  onNearEnd?: () => void;
+  /** Bar index to keep in view (the playback scrubber's position). */
+  cursor?: number;
   height?: number;
 }) {
   const box = useRef<HTMLDivElement>(null);
@@ -83,6 +89,10 @@ export function CandleChart({
   const lines = useRef<ISeriesApi<SeriesType>[]>([]);
   const lastTime = useRef<number>(0);
   const markerPlugin = useRef<ISeriesMarkersPluginApi<Time> | null>(null);
+  const nearEnd = useRef(onNearEnd);
+  nearEnd.current = onNearEnd;
+  const barCount = useRef(0);
+  const quietUntil = useRef(0); // range changes we cause ourselves (new data) do not page
 
   useEffect(() => {
     if (!box.current) return;
@@ -96,6 +106,10 @@ export function CandleChart({
       wickDownColor: "#ef5350",
     });
     markerPlugin.current = createSeriesMarkers(candleSeries.current, []);
+    c.timeScale().subscribeVisibleLogicalRangeChange((range) => {
+      if (performance.now() < quietUntil.current) return;
+      if (range && barCount.current > 0 && range.to >= barCount.current - 20) nearEnd.current?.();
+    });
     onReady?.({
       update(candle: Candle) {
         const bar = toBar(candle);
@@ -117,8 +131,16 @@ export function CandleChart({
 
   useEffect(() => {
     const bars = candles.map(toBar);
+    const scale = chart.current?.timeScale();
+    // Paged: a page appended keeps the view where the user is; the first shows the start.
+    const range = onNearEnd && barCount.current > 0 ? scale?.getVisibleLogicalRange() : null;
+    quietUntil.current = performance.now() + 250;
     candleSeries.current?.setData(bars);
+    if (onNearEnd && scale && bars.length)
+      scale.setVisibleLogicalRange(range ?? { from: 0, to: Math.min(bars.length, 200) });
+    barCount.current = bars.length;
     lastTime.current = bars.length ? (bars[bars.length - 1].time as number) : 0;
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [candles]);
 
   useEffect(() => {
@@ -144,6 +166,17 @@ export function CandleChart({
       lines.current.push(series);
     });
   }, [indicators, candles]);
+
+  useEffect(() => {
+    const scale = chart.current?.timeScale();
+    const range = scale?.getVisibleLogicalRange();
+    if (cursor === undefined || !scale || !range || (cursor >= range.from && cursor <= range.to)) return;
+    // Shift the view just enough to bring the cursor in, with a small margin.
+    const width = range.to - range.from;
+    const margin = Math.min(10, width / 10);
+    const from = cursor < range.from ? Math.max(0, cursor - margin) : cursor + margin - width;
+    scale.setVisibleLogicalRange({ from, to: from + width });
+  }, [cursor]);
 
   useEffect(() => {
     const sorted = [...(markers ?? [])].sort((a, b) => a.time - b.time);

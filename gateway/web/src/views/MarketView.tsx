@@ -29,6 +29,20 @@ const INDICATORS: { id: string; label: string; query: string }[] = [
 
 const BARS = 300; // candles per chart: bounded history
 const RECENT_TRADES = 25;
+const BOOK_LEVELS = 10; // top N levels per side
+const BOOK_POLL_MS = 1_000;
+
+interface PriceLevel {
+  price?: string;
+  size?: string;
+}
+interface OrderBook {
+  productId?: string;
+  seq?: string;
+  time?: string;
+  bids?: PriceLevel[];
+  asks?: PriceLevel[];
+}
 
 export function MarketView() {
   const [products, setProducts] = useState<Product[]>();
@@ -230,20 +244,92 @@ export function MarketView() {
       <div className="bars-count" data-testid="candle-count" hidden>
         {candles?.length ?? 0}
       </div>
-      <h2>Recent trades</h2>
-      <Table
-        testId="trades"
-        what="trades"
-        rows={ticks}
-        rowKey={(t) => `${t.productId}|${t.seq}`}
-        empty="Waiting for trades…"
-        columns={[
-          { title: "Time", render: (t) => fmtTime(t.time) },
-          { title: "Side", render: (t) => <span className={t.side === "SIDE_BUY" ? "buy" : "sell"}>{fmtEnum(t.side, "SIDE_")}</span> },
-          { title: "Price", render: (t) => fmtNum(t.price, 2), numeric: true },
-          { title: "Size", render: (t) => fmtNum(t.size), numeric: true },
-        ]}
-      />
+      <div className="market-side">
+        <div>
+          <h2>Recent trades</h2>
+          <Table
+            testId="trades"
+            what="trades"
+            rows={ticks}
+            rowKey={(t) => `${t.productId}|${t.seq}`}
+            empty="Waiting for trades…"
+            columns={[
+              { title: "Time", render: (t) => fmtTime(t.time) },
+              { title: "Side", render: (t) => <span className={t.side === "SIDE_BUY" ? "buy" : "sell"}>{fmtEnum(t.side, "SIDE_")}</span> },
+              { title: "Price", render: (t) => fmtNum(t.price, 2), numeric: true },
+              { title: "Size", render: (t) => fmtNum(t.size), numeric: true },
+            ]}
+          />
+        </div>
+        <div>
+          <h2>Order book (top {BOOK_LEVELS})</h2>
+          {productId && <OrderBookPanel key={productId} productId={productId} />}
+        </div>
+      </div>
     </section>
+  );
+}
+
+/** Top BOOK_LEVELS bids and asks, refreshed every second from `GET /api/market/products/{id}/book`
+ * (a bounded snapshot: no delta bookkeeping in the browser). */
+function OrderBookPanel({ productId }: { productId: string }) {
+  const [book, setBook] = useState<OrderBook>();
+  const [error, setError] = useState<string>();
+  const [attempt, setAttempt] = useState(0);
+  useEffect(() => {
+    let cancelled = false;
+    let timer: number | undefined;
+    const poll = () => {
+      api
+        .get<{ book?: OrderBook }>(`/api/market/products/${encodeURIComponent(productId)}/book`, { depth: BOOK_LEVELS })
+        .then((r) => {
+          if (cancelled) return;
+          setBook(r.book ?? {});
+          setError(undefined);
+        })
+        .catch((err) => !cancelled && setError(errorText(err)))
+        .finally(() => {
+          if (!cancelled) timer = window.setTimeout(poll, BOOK_POLL_MS);
+        });
+    };
+    poll();
+    return () => {
+      cancelled = true;
+      window.clearTimeout(timer);
+    };
+  }, [productId, attempt]);
+  if (error && !book) return <ErrorBox error={error} retry={() => setAttempt((a) => a + 1)} />;
+  if (!book) return <Loading what="order book" />;
+  const bids = (book.bids ?? []).slice(0, BOOK_LEVELS);
+  const asks = (book.asks ?? []).slice(0, BOOK_LEVELS);
+  if (!bids.length && !asks.length) return <Empty>The book of {productId} is empty.</Empty>;
+  const rows = Array.from({ length: Math.max(bids.length, asks.length) }, (_, i) => ({ i, bid: bids[i], ask: asks[i] }));
+  return (
+    <>
+      {error && <ErrorBox error={`${error} (showing the last book)`} />}
+      <table data-testid="order-book">
+        <thead>
+          <tr>
+            <th className="num">Bid size</th>
+            <th className="num">Bid</th>
+            <th className="num">Ask</th>
+            <th className="num">Ask size</th>
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((r) => (
+            <tr key={r.i} data-key={String(r.i)}>
+              <td className="num">{fmtNum(r.bid?.size, 4)}</td>
+              <td className="num buy">{fmtNum(r.bid?.price, 2)}</td>
+              <td className="num sell">{fmtNum(r.ask?.price, 2)}</td>
+              <td className="num">{fmtNum(r.ask?.size, 4)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      <p className="note" data-testid="book-time">
+        as of {fmtTime(book.time)} · seq {book.seq ?? "—"}
+      </p>
+    </>
   );
 }

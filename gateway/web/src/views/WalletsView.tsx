@@ -60,17 +60,27 @@ export function WalletsView() {
   const [ledger, setLedger] = useState<LedgerEntry[]>();
   const [ledgerError, setLedgerError] = useState<string>();
   const [ledgerWallet, setLedgerWallet] = useState(""); // "" = every wallet
+  // Paged newest first: the token of each page seen so far, so "Newer" can go back.
+  const [ledgerTokens, setLedgerTokens] = useState<string[]>([""]);
+  const [ledgerPage, setLedgerPage] = useState(0);
+  const [ledgerNext, setLedgerNext] = useState<string>();
 
   const loadLedger = useCallback(() => {
     const path = ledgerWallet ? `/api/wallets/${encodeURIComponent(ledgerWallet)}/ledger` : "/api/ledger";
     api
-      .get<{ entries?: LedgerEntry[] }>(path, { page_size: LEDGER_PAGE })
+      .get<{ entries?: LedgerEntry[]; nextPageToken?: string }>(path, { page_size: LEDGER_PAGE, page_token: ledgerTokens[ledgerPage] || undefined })
       .then((r) => {
         setLedger(r.entries ?? []);
+        setLedgerNext(r.nextPageToken || undefined);
         setLedgerError(undefined);
       })
       .catch((err) => setLedgerError(errorText(err)));
-  }, [ledgerWallet]);
+  }, [ledgerWallet, ledgerTokens, ledgerPage]);
+  const olderLedger = () => {
+    if (!ledgerNext) return;
+    setLedgerTokens((t) => [...t.slice(0, ledgerPage + 1), ledgerNext]);
+    setLedgerPage(ledgerPage + 1);
+  };
   useEffect(loadLedger, [loadLedger]);
 
   // The error stays until a reload succeeds (no flicker while reloads keep failing).
@@ -183,8 +193,16 @@ export function WalletsView() {
         ]}
       />
       <h2>
-        Ledger (latest {LEDGER_PAGE} entries){" "}
-        <select aria-label="Ledger wallet" value={ledgerWallet} onChange={(e) => setLedgerWallet(e.target.value)}>
+        Ledger ({LEDGER_PAGE} entries per page, newest first){" "}
+        <select
+          aria-label="Ledger wallet"
+          value={ledgerWallet}
+          onChange={(e) => {
+            setLedgerWallet(e.target.value);
+            setLedgerTokens([""]);
+            setLedgerPage(0);
+          }}
+        >
           <option value="">all wallets</option>
           {(wallets ?? []).map((w) => (
             <option key={w.walletId} value={w.walletId}>
@@ -193,6 +211,15 @@ export function WalletsView() {
           ))}
         </select>
       </h2>
+      <div className="pager">
+        <button type="button" disabled={ledgerPage === 0} onClick={() => setLedgerPage(ledgerPage - 1)}>
+          ← Newer
+        </button>
+        <span data-testid="ledger-page">page {ledgerPage + 1}</span>
+        <button type="button" disabled={!ledgerNext} onClick={olderLedger}>
+          Older →
+        </button>
+      </div>
       <Table
         testId="ledger"
         what="ledger entries"

@@ -117,3 +117,19 @@ async def test_backfill_fills_only_the_gap_and_continues_the_walk(
     assert day is not None and day.start == day_before.start
     assert day.open == day_before.open
     assert day.trade_count == day_before.trade_count + sum(c.trade_count for c in gap)
+
+
+async def test_carry_candles_are_the_open_ones_and_the_recent_closed_ones(
+    repo: SqlCandleRepository,
+) -> None:
+    from dataclasses import replace
+
+    old_open = replace(candle(0, "100", interval=Interval.ONE_HOUR), closed=False)
+    rows = [candle(m, "100") for m in range(10)] + [old_open]
+    await repo.upsert(rows)
+    since = epoch_seconds(T0) + 7 * 60  # minutes 7, 8, 9 are recent enough
+    carried = await repo.carry_candles("BTC-USD", since)
+    assert sorted((c.interval.code, epoch_seconds(c.start)) for c in carried) == sorted(
+        [("1h", epoch_seconds(T0))] + [("1m", epoch_seconds(T0) + 60 * m) for m in (7, 8, 9)]
+    )
+    assert await repo.carry_candles("ETH-USD", 0) == []

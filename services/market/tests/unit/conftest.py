@@ -34,6 +34,13 @@ class FakeCandleRepository:
     async def open_candles(self, product_id: str) -> list[Candle]:
         return [c for k, c in self.rows.items() if k[0] == product_id and not c.closed]
 
+    async def carry_candles(self, product_id: str, since: int) -> list[Candle]:
+        return [
+            c
+            for k, c in self.rows.items()
+            if k[0] == product_id and (not c.closed or k[2] >= since)
+        ]
+
     async def page_with_warmup(
         self, product_id: str, interval: Interval, start: int, end: int, limit: int, warmup: int
     ) -> tuple[list[Candle], list[Candle]]:

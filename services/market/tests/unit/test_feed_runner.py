@@ -138,3 +138,48 @@ async def test_dying_feed_is_restarted_and_counted(repo: Any) -> None:
     assert runner.last_error == "RuntimeError: boom"
     assert metrics.FEED_RESTARTS._value.get() - restarts_before >= 2
     assert runner.tick_hub.last_seq("BTC-USD") >= 3  # ticks kept flowing after each restart
+
+
+async def test_restart_continues_every_interval_and_late_trades_still_correct(repo: Any) -> None:
+    """Candles after a restart equal those of one uninterrupted run over the same trades:
+    every interval's open candle is continued, and a late trade after the restart corrects a
+    candle closed before it (joined with its stored part, not overwriting it)."""
+    from tradeplane.market.domain.candles import Trade, candles_from_trades
+    from tradeplane.market.domain.intervals import ALL_INTERVALS
+
+    at = [T0 + timedelta(seconds=s) for s in (5, 30, 75, 130, 200, 230)]
+    before = [tick(i, str(100 + i * 3 % 7), t) for i, t in enumerate(at, start=1)]
+    after = [
+        tick(10, "97", T0 + timedelta(seconds=240)),  # same 1m bucket as the last one before
+        tick(11, "111", T0 + timedelta(seconds=390)),
+        tick(12, "90", T0 + timedelta(seconds=80)),  # late: its 1m candle closed in run 1
+        tick(13, "104", T0 + timedelta(seconds=420)),
+    ]
+    clock = [T0 + timedelta(seconds=235)]
+    first = make_runner(ScriptedFeed([[]]), repo, clock)
+    first.ingest(before)
+    first.close_ended(clock[0])  # closes the 1m candles up to 12:03
+    await first.flush()
+    open_before = {c.interval for c in repo.rows.values() if not c.closed}
+    assert open_before == set(ALL_INTERVALS)  # every interval has a stored open candle
+
+    second = make_runner(ScriptedFeed([[]]), repo, clock)
+    await second.start()
+    try:
+        second.ingest(after[:2])
+        clock[0] = T0 + timedelta(seconds=400)
+        second.close_ended(clock[0])
+        second.ingest(after[2:])
+        clock[0] = T0 + timedelta(days=1, hours=1)  # every bucket of the trades has ended
+        second.close_ended(clock[0])
+        await second.flush()
+    finally:
+        await second.stop()
+
+    trades = [
+        Trade(t.product_id, t.trade_id, t.time, t.price, t.size, str(t.side))
+        for t in before + after
+    ]
+    for interval in ALL_INTERVALS:
+        expected = candles_from_trades(trades, interval)
+        assert repo.series("BTC-USD", interval) == expected, interval

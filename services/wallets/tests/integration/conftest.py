@@ -111,6 +111,10 @@ class FakeExecution(execution_pb2_grpc.ExecutionServiceServicer):
         self.batch = batch
         self.delay = delay
         self.requests: list[xpb.StreamEventsRequest] = []
+        self.list_fills_requests: list[xpb.ListFillsRequest] = []
+        # Events with seq < retained_from are gone from the outbox (their fills stay listed).
+        self.retained_from = 0
+        self.max_page_size = 1000
         self.stop = asyncio.Event()
         self._changed = asyncio.Event()
 
@@ -123,6 +127,12 @@ class FakeExecution(execution_pb2_grpc.ExecutionServiceServicer):
     ) -> AsyncIterator[xpb.StreamEventsResponse]:
         self.requests.append(request)
         cursor = request.since_seq if request.HasField("since_seq") else self.last_seq
+        # Like execution: a since_seq older than what is retained gets `reset` on the first
+        # message, then the retained events.
+        reset = cursor < self.retained_from - 1
+        cursor = max(cursor, self.retained_from - 1)
+        if reset:
+            yield xpb.StreamEventsResponse(reset=True)
         while not self.stop.is_set():
             pending = [e for e in self.events if e.seq > cursor]
             for i in range(0, len(pending), self.batch):
@@ -141,6 +151,16 @@ class FakeExecution(execution_pb2_grpc.ExecutionServiceServicer):
             finally:  # also when the call is cancelled: no waiter outlives it
                 for w in waiters:
                     w.cancel()
+
+    async def ListFills(self, request: xpb.ListFillsRequest, context: Any) -> xpb.ListFillsResponse:
+        """Every fill, newest first, paged by offset."""
+        self.list_fills_requests.append(request)
+        fills = [e.fill for e in reversed(self.events) if e.WhichOneof("payload") == "fill"]
+        start = int(request.page_token or 0)
+        size = min(request.page_size or 100, self.max_page_size)
+        page = fills[start : start + size]
+        more = start + size < len(fills)
+        return xpb.ListFillsResponse(fills=page, next_page_token=str(start + size) if more else "")
 
     @property
     def last_seq(self) -> int:

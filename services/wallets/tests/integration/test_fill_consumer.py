@@ -245,3 +245,43 @@ async def test_a_thousand_fills_through_random_kills(database_url: str) -> None:
     finally:
         await stop_wallets(running)
         await execution.close()
+
+
+async def test_reset_recovers_exactly_the_missing_fills_from_list_fills(
+    database_url: str,
+) -> None:
+    """Wallets consumed fills 1..10 and was away while execution dropped events 1..40 from its
+    outbox: the stream answers `reset`; the consumer re-posts from ListFills (paged), which
+    posts exactly the missing 11..50; the stream's 41..50 then replay. Every fill once."""
+    n = 50
+    execution = await start_fake_execution(FakeExecution([fill_event(i) for i in range(1, 11)]))
+    settings = wallets_settings(database_url, execution_addr=execution.target)
+    running = await start_wallets(settings)
+    try:
+        await wait_for(running, 10)
+        await stop_wallets(running)
+        execution.servicer.events.extend(fill_event(i) for i in range(11, n + 1))
+        execution.servicer.retained_from = 41
+        execution.servicer.max_page_size = 20  # 50 fills: three ListFills pages
+        recovered_before = metrics.FILLS_RECOVERED._value.get()
+        replayed_before = metrics.FILLS_REPLAYED._value.get()
+
+        running = await start_wallets(settings)
+        await wait_for(running, n)
+
+        async def caught_up() -> bool:  # the stream's 41..50 processed too
+            return await running.app.ledger.cursor(CONSUMER_NAME) == n
+
+        await eventually(caught_up)
+        assert running.app.consumer is not None and running.app.consumer.posted == n - 10
+        assert (await counts(running))["trade"] == n
+        assert metrics.FILLS_RECOVERED._value.get() - recovered_before == 40  # 11..50
+        # ListFills' 1..10 and the stream's 41..50 were already posted
+        assert metrics.FILLS_REPLAYED._value.get() - replayed_before == 20
+        pages = execution.servicer.list_fills_requests
+        assert [r.page_token for r in pages] == ["", "20", "40"]
+        wallet = (await running.stub.GetWallet(pb.GetWalletRequest(wallet_id="paper"))).wallet
+        assert balances_of(wallet)["USD"] == format_amount(expected_usd(n))
+    finally:
+        await stop_wallets(running)
+        await execution.close()

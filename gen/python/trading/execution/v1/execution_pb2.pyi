@@ -1412,6 +1412,7 @@ class DecisionSummary(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
     LAST_DECISION_TIME_FIELD_NUMBER: _builtins.int
+    FILL_COUNT_FIELD_NUMBER: _builtins.int
     strategy: _builtins.str
     """Strategy or agent name."""
     decision_count: _builtins.int
@@ -1422,6 +1423,8 @@ class DecisionSummary(_message.Message):
     """Sum of prompt tokens."""
     completion_tokens: _builtins.int
     """Sum of completion tokens."""
+    fill_count: _builtins.int
+    """Fills of those orders."""
     @_builtins.property
     def cost(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Money]:
         """Total cost per currency."""
@@ -1440,10 +1443,11 @@ class DecisionSummary(_message.Message):
         completion_tokens: _builtins.int = ...,
         cost: _abc.Iterable[_common_pb2.Money] | None = ...,
         last_decision_time: _timestamp_pb2.Timestamp | None = ...,
+        fill_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_decision_time", b"last_decision_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "cost", b"cost", "decision_count", b"decision_count", "last_decision_time", b"last_decision_time", "order_count", b"order_count", "prompt_tokens", b"prompt_tokens", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_tokens", b"completion_tokens", "cost", b"cost", "decision_count", b"decision_count", "fill_count", b"fill_count", "last_decision_time", b"last_decision_time", "order_count", b"order_count", "prompt_tokens", b"prompt_tokens", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1455,9 +1459,30 @@ class Event(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TraceContextEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     SEQ_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    TRACE_CONTEXT_FIELD_NUMBER: _builtins.int
     ORDER_SUBMITTED_FIELD_NUMBER: _builtins.int
     ORDER_UPDATED_FIELD_NUMBER: _builtins.int
     FILL_FIELD_NUMBER: _builtins.int
@@ -1476,6 +1501,12 @@ class Event(_message.Message):
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the state change was committed."""
+
+    @_builtins.property
+    def trace_context(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """W3C trace context (traceparent, tracestate) of the span that produced the change, so
+        consumers continue its trace; empty when it was produced outside a trace.
+        """
 
     @_builtins.property
     def order_submitted(self) -> Global___Order:
@@ -1527,6 +1558,7 @@ class Event(_message.Message):
         seq: _builtins.int = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
         account_id: _builtins.str = ...,
+        trace_context: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         order_submitted: Global___Order | None = ...,
         order_updated: Global___Order | None = ...,
         fill: Global___Fill | None = ...,
@@ -1541,7 +1573,7 @@ class Event(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["decision_recorded", b"decision_recorded", "fill", b"fill", "order_submitted", b"order_submitted", "order_updated", b"order_updated", "payload", b"payload", "portfolio_update", b"portfolio_update", "position_update", b"position_update", "risk_limits_changed", b"risk_limits_changed", "strategy_updated", b"strategy_updated", "time", b"time", "trade_blocked", b"trade_blocked", "trading_state_changed", b"trading_state_changed", "venue_reconciled", b"venue_reconciled"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "decision_recorded", b"decision_recorded", "fill", b"fill", "order_submitted", b"order_submitted", "order_updated", b"order_updated", "payload", b"payload", "portfolio_update", b"portfolio_update", "position_update", b"position_update", "risk_limits_changed", b"risk_limits_changed", "seq", b"seq", "strategy_updated", b"strategy_updated", "time", b"time", "trade_blocked", b"trade_blocked", "trading_state_changed", b"trading_state_changed", "venue_reconciled", b"venue_reconciled"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "decision_recorded", b"decision_recorded", "fill", b"fill", "order_submitted", b"order_submitted", "order_updated", b"order_updated", "payload", b"payload", "portfolio_update", b"portfolio_update", "position_update", b"position_update", "risk_limits_changed", b"risk_limits_changed", "seq", b"seq", "strategy_updated", b"strategy_updated", "time", b"time", "trace_context", b"trace_context", "trade_blocked", b"trade_blocked", "trading_state_changed", b"trading_state_changed", "venue_reconciled", b"venue_reconciled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["order_submitted", "order_updated", "fill", "position_update", "trade_blocked", "portfolio_update", "trading_state_changed", "risk_limits_changed", "strategy_updated", "decision_recorded", "venue_reconciled"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015

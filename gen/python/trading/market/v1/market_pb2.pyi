@@ -731,7 +731,9 @@ class OrderBookDelta(_message.Message):
     product_id: _builtins.str
     """Product id."""
     seq: _builtins.int
-    """Sequence number of this change; the previous message had seq - 1."""
+    """Sequence number of the last change included; greater than the previous message's
+    (by 1, unless changes were coalesced into this delta: the venue level2 book).
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """Time of the change."""

@@ -488,6 +488,7 @@ class ReconciliationRun(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    VENUE_STALE_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     """Run id."""
     seq: _builtins.int
@@ -502,6 +503,8 @@ class ReconciliationRun(_message.Message):
     """Venue calls actually made (cache misses)."""
     error: _builtins.str
     """Error message when FAILED."""
+    venue_stale: _builtins.bool
+    """True when any venue balance compared came from a stale cache (the venue was down)."""
     @_builtins.property
     def wallet_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Wallets checked."""
@@ -532,10 +535,11 @@ class ReconciliationRun(_message.Message):
         error: _builtins.str = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        venue_stale: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_count", b"checked_count", "discrepancies", b"discrepancies", "end_time", b"end_time", "error", b"error", "run_id", b"run_id", "seq", b"seq", "start_time", b"start_time", "status", b"status", "trigger", b"trigger", "venue_calls", b"venue_calls", "wallet_ids", b"wallet_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checked_count", b"checked_count", "discrepancies", b"discrepancies", "end_time", b"end_time", "error", b"error", "run_id", b"run_id", "seq", b"seq", "start_time", b"start_time", "status", b"status", "trigger", b"trigger", "venue_calls", b"venue_calls", "venue_stale", b"venue_stale", "wallet_ids", b"wallet_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -33,6 +33,7 @@ from tradeplane.runtime.interceptors import (
     LoggingInterceptor,
     MetricsInterceptor,
     TracingInterceptor,
+    ValidationInterceptor,
 )
 from tradeplane.runtime.logging import configure_logging
 from tradeplane.runtime.metrics import MetricsHttpServer, serve_metrics
@@ -129,6 +130,16 @@ class GrpcService:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    def set_health(self, name: str, serving: bool) -> None:
+        """Report one extra health name (e.g. a part of the service that can be down while
+        the rest serves); ignored once shutdown began (everything is NOT_SERVING then)."""
+        if self._health.draining:
+            return
+        status = _SERVING if serving else _NOT_SERVING
+        task = asyncio.get_running_loop().create_task(self._health.set(name, status))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _interceptors(self) -> list[grpc.aio.ServerInterceptor]:
@@ -146,6 +157,7 @@ class GrpcService:
             MetricsInterceptor(),
             AuthInterceptor(verifier),
             ErrorsInterceptor(),
+            ValidationInterceptor(),
         ]
 
     async def start(self) -> None:

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Iterable, MutableSequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableSequence,
+    Sequence,
+)
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
@@ -21,6 +33,10 @@ from opentelemetry.sdk.trace.export import (
 log = logging.getLogger(__name__)
 
 TRACER_NAME = "tradeplane.runtime"
+
+# Re-exported: callers need no opentelemetry import of their own.
+SpanKind = trace.SpanKind
+TraceContext = Context
 
 MetadataPairs = Iterable[tuple[str, str | bytes]]
 
@@ -50,9 +66,11 @@ def extract_context(metadata: MetadataPairs | None) -> Context:
     return propagate.extract(list(metadata or ()), getter=METADATA_GETTER)
 
 
-def inject_context(metadata: MutableSequence[tuple[str, str]]) -> None:
-    """Append the current trace context to outgoing metadata."""
-    propagate.inject(metadata, setter=METADATA_SETTER)
+def inject_context(
+    metadata: MutableSequence[tuple[str, str]], context: Context | None = None
+) -> None:
+    """Append the trace context (default: the current one) to outgoing metadata."""
+    propagate.inject(metadata, context=context, setter=METADATA_SETTER)
 
 
 def current_trace_id() -> str | None:
@@ -61,33 +79,200 @@ def current_trace_id() -> str | None:
     return format(ctx.trace_id, "032x") if ctx.is_valid else None
 
 
-def _exporter_from_env() -> tuple[SpanExporter | None, bool]:
-    """(exporter, batch?) chosen by OTEL_TRACES_EXPORTER: otlp | console | none (default)."""
-    choice = os.environ.get("OTEL_TRACES_EXPORTER", "none").strip().lower()
-    if choice in ("", "none"):
-        return None, False
-    if choice == "console":
-        return ConsoleSpanExporter(), False
-    if choice == "otlp":
-        # Reads OTEL_EXPORTER_OTLP_ENDPOINT / _HEADERS / ... itself.
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+AttributeValue = str | bool | int | float
 
-        return OTLPSpanExporter(), True
-    raise ValueError(f"OTEL_TRACES_EXPORTER={choice!r} is not one of otlp, console, none")
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_tracer = trace.get_tracer(TRACER_NAME)  # a proxy: follows the provider set later
+
+
+def current_context() -> Context:
+    """The active context, to hand to work that runs later elsewhere (a queue, a task)."""
+    return otel_context.get_current()
+
+
+def carrier() -> dict[str, str]:
+    """The current trace context as W3C headers (traceparent, tracestate), e.g. to store with
+    an outbox event so its consumer continues the trace; empty outside a trace."""
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return headers
+
+
+def context_from(headers: Mapping[str, str]) -> Context:
+    return propagate.extract(dict(headers))
+
+
+async def detached(work: Awaitable[R]) -> R:
+    """Run `work` (as a task's coroutine) outside the trace that started the task: for shared,
+    long-lived work (an upstream stream serving many requests) that belongs to no one request."""
+    token = otel_context.attach(Context())
+    try:
+        return await work
+    finally:
+        otel_context.detach(token)
+
+
+@contextmanager
+def span(
+    name: str,
+    *,
+    parent: Context | None = None,
+    links: Sequence[trace.Link] = (),
+    kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+    **attributes: AttributeValue,
+) -> Iterator[trace.Span]:
+    """A span around a block: `with tracing.span("venue.submit", venue="PAPER"): ...`.
+    `parent` defaults to the active context. Exceptions are recorded and re-raised."""
+    with _tracer.start_as_current_span(
+        name, context=parent, kind=kind, links=links, attributes=attributes
+    ) as current:
+        yield current
+
+
+def traced(
+    name: str, *, kind: trace.SpanKind = trace.SpanKind.INTERNAL
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+    """Decorator: the coroutine function runs inside a span called `name`."""
+
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+        @functools.wraps(fn)
+        async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with _tracer.start_as_current_span(name, kind=kind):
+                return await fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+@contextmanager
+def continued_span(
+    name: str,
+    carriers: Iterable[Mapping[str, str]],
+    *,
+    kind: trace.SpanKind = trace.SpanKind.CONSUMER,
+    **attributes: AttributeValue,
+) -> Iterator[trace.Span]:
+    """A span continuing work that other processes started (messages carrying W3C headers):
+    its parent is the first carrier's context, and it links to every other distinct one (a
+    batch of messages from several traces). Without any carrier it starts a new trace."""
+    parents: list[trace.SpanContext] = []
+    for headers in carriers:
+        ctx = trace.get_current_span(context_from(headers)).get_span_context()
+        if ctx.is_valid and ctx not in parents:
+            parents.append(ctx)
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(parents[0])) if parents else None
+    links = [trace.Link(ctx) for ctx in parents[1:]]
+    with _tracer.start_as_current_span(
+        name, context=parent, kind=kind, links=links, attributes=attributes
+    ) as current:
+        yield current
+
+
+class _ChildOnlyTracer(trace.Tracer):
+    """Starts spans only inside a trace. A library call outside any operation (a background
+    poll loop: the outbox sequencer, candle flushes) would otherwise be a one-span trace,
+    many per second, all noise."""
+
+    def __init__(self, name: str) -> None:
+        self._tracer = trace.get_tracer(name)  # a proxy: follows the provider set later
+
+    def start_span(
+        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
+    ) -> trace.Span:
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            return trace.INVALID_SPAN
+        return self._tracer.start_span(name, context, *args, **kwargs)
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self, name: str, context: Context | None = None, *args: Any, **kwargs: Any
+    ) -> Iterator[trace.Span]:
+        if not trace.get_current_span(context).get_span_context().is_valid:
+            yield trace.INVALID_SPAN
+            return
+        with self._tracer.start_as_current_span(name, context, *args, **kwargs) as current:
+            yield current
+
+
+class _ChildOnlyProvider(trace.TracerProvider):
+    def get_tracer(self, instrumenting_module_name: str, *args: Any, **kwargs: Any) -> trace.Tracer:
+        return _ChildOnlyTracer(instrumenting_module_name)
+
+
+def instrument_engine(engine: AsyncEngine) -> None:
+    """A CLIENT span per statement on `engine` (opentelemetry-instrumentation-sqlalchemy),
+    parented by the active span (none outside a trace). Per engine: the instrumentor's global
+    hook wraps sqlalchemy's create_engine, which runtime.db imported before it could run."""
+    if _sdk_disabled():
+        return
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+    from opentelemetry.metrics import get_meter
+
+    meter = get_meter("opentelemetry.instrumentation.sqlalchemy")
+    EngineTracer(  # type: ignore[no-untyped-call]  # the package ships no annotations here
+        _ChildOnlyTracer("opentelemetry.instrumentation.sqlalchemy"),
+        engine.sync_engine,
+        meter.create_up_down_counter(
+            "db.client.connections.usage", unit="connections", description="connections in use"
+        ),
+    )
+
+
+def instrument_redis(client: Redis) -> None:
+    """A CLIENT span per Redis command or pipeline on `client` (none outside a trace)."""
+    if _sdk_disabled():
+        return
+    from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+    RedisInstrumentor.instrument_client(client, tracer_provider=_ChildOnlyProvider())
+
+
+def _sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _exporters_from_env() -> list[tuple[SpanExporter, bool]]:
+    """[(exporter, batch?)] chosen by OTEL_TRACES_EXPORTER, a comma-separated list of otlp,
+    console, none (the default here: locally nobody collects spans)."""
+    out: list[tuple[SpanExporter, bool]] = []
+    raw = os.environ.get("OTEL_TRACES_EXPORTER", "none")
+    for choice in (c.strip().lower() for c in raw.split(",")):
+        if choice in ("", "none"):
+            continue
+        if choice == "console":
+            out.append((ConsoleSpanExporter(), False))
+        elif choice == "otlp":
+            # Reads OTEL_EXPORTER_OTLP_ENDPOINT / _HEADERS / _TIMEOUT ... itself.
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+            out.append((OTLPSpanExporter(), True))
+        else:
+            raise ValueError(
+                f"OTEL_TRACES_EXPORTER={raw!r}: {choice!r} is not one of otlp, console, none"
+            )
+    return out
 
 
 def configure_tracing(service_name: str) -> None:
     """Install the global tracer provider once. Without an exporter spans are still created, so
-    trace ids reach logs and error messages and are propagated to other services."""
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    trace ids reach logs and error messages and are propagated to other services. Sampling
+    follows OTEL_TRACES_SAMPLER(_ARG) and batching OTEL_BSP_* (the SDK reads them)."""
+    if _sdk_disabled():
         return
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return  # already configured in this process
     resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service_name)})
     provider = TracerProvider(resource=resource)
-    exporter, batch = _exporter_from_env()
-    if exporter is not None:
+    exporters = _exporters_from_env()
+    for exporter, batch in exporters:
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
-    log.debug("tracing configured", extra={"exporter": type(exporter).__name__})
+    log.debug("tracing configured", extra={"exporters": [type(e).__name__ for e, _ in exporters]})

@@ -233,9 +233,12 @@ def _start_postgres_process(
     uid: int | None,
     gid: int | None,
     groups: list[int] | None,
+    port: int | None = None,
+    overrides: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `postgres` on a free port; fail fast if the process dies in its first second."""
-    port = free_port()
+    """Start `postgres` on `port` (default: a free one); fail fast if the process dies in its
+    first second. `overrides` replaces settings (e.g. synchronous_commit=on)."""
+    port = port or free_port()
     settings = {
         "listen_addresses": "127.0.0.1",
         "port": str(port),
@@ -244,6 +247,7 @@ def _start_postgres_process(
         "synchronous_commit": "off",
         "full_page_writes": "off",
         "max_connections": "200",
+        **(overrides or {}),
     }
     args: list[str | Path] = [bindir / "postgres", "-D", data]
     for name, value in settings.items():

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tradeplane.runtime.cache.base import CACHE_LOADS, CACHE_REQUESTS, Cache, Loader
+from tradeplane.runtime.cache.base import (
+    CACHE_FALLBACKS,
+    CACHE_LOADS,
+    CACHE_REQUESTS,
+    Cache,
+    CacheUnavailable,
+    Loader,
+)
+from tradeplane.runtime.cache.failopen import FailOpenCache
 from tradeplane.runtime.cache.memory import InMemoryCache
 from tradeplane.runtime.cache.redis_cache import RedisCache
 
@@ -24,18 +32,23 @@ class CacheSettings(Protocol):
 
 def create_cache(settings: CacheSettings, *, name: str = "default") -> Cache:
     """RedisCache (keys prefixed `tradeplane:<service>:<name>:`) when settings.redis_url is set,
-    else an InMemoryCache. `name` labels the metrics and separates caches of one service."""
+    failing open to an in-process cache while Redis is down (FailOpenCache); else an
+    InMemoryCache. `name` labels the metrics and separates caches of one service."""
     if settings.redis_url:
         prefix = f"tradeplane:{settings.service_name}:{name}:"
-        return RedisCache(settings.redis_url, prefix=prefix, name=name)
+        shared = RedisCache(settings.redis_url, prefix=prefix, name=name)
+        return FailOpenCache(shared, InMemoryCache(name=name), name=name)
     return InMemoryCache(name=name)
 
 
 __all__ = [
+    "CACHE_FALLBACKS",
     "CACHE_LOADS",
     "CACHE_REQUESTS",
     "Cache",
     "CacheSettings",
+    "CacheUnavailable",
+    "FailOpenCache",
     "InMemoryCache",
     "Loader",
     "RedisCache",

@@ -7,6 +7,8 @@ from typing import Protocol, runtime_checkable
 
 from prometheus_client import Counter
 
+from tradeplane.runtime.errors import Unavailable
+
 Loader = Callable[[], Awaitable[bytes]]
 
 CACHE_REQUESTS = Counter(
@@ -14,11 +16,20 @@ CACHE_REQUESTS = Counter(
     "Cache lookups by cache name and result (hit or miss).",
     ["cache", "result"],
 )
+CACHE_FALLBACKS = Counter(
+    "tradeplane_cache_fallbacks",
+    "Cache operations served by the in-process stand-in while the shared cache was down.",
+    ["cache"],
+)
 CACHE_LOADS = Counter(
     "tradeplane_cache_loads",
     "Loader calls made on a cache miss, by cache name and result (ok or error).",
     ["cache", "result"],
 )
+
+
+class CacheUnavailable(Unavailable):
+    """The cache itself (e.g. Redis) did not answer; a loader's own errors are never this."""
 
 
 @runtime_checkable

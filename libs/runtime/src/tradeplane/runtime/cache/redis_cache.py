@@ -24,8 +24,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
-from tradeplane.runtime.cache.base import CACHE_LOADS, CACHE_REQUESTS, Loader
-from tradeplane.runtime.errors import Unavailable
+from tradeplane.runtime.cache.base import CACHE_LOADS, CACHE_REQUESTS, CacheUnavailable, Loader
+from tradeplane.runtime.tracing import instrument_redis
 
 T = TypeVar("T")
 
@@ -70,6 +70,7 @@ class RedisCache:
             retry=Retry(ExponentialBackoff(cap=0.05, base=0.01), retries=1),
             health_check_interval=30,
         )
+        instrument_redis(self._redis)
         self._release_lock = self._redis.register_script(_RELEASE_LOCK)
         self._loads: dict[str, asyncio.Task[bytes]] = {}
 
@@ -83,10 +84,10 @@ class RedisCache:
         try:
             return await operation
         except (RedisError, OSError) as exc:
-            raise Unavailable(f"cache unavailable (redis): {type(exc).__name__}") from exc
+            raise CacheUnavailable(f"cache unavailable (redis): {type(exc).__name__}") from exc
 
     async def ping(self) -> None:
-        """Raises errors.Unavailable when Redis does not answer."""
+        """Raises CacheUnavailable (an errors.Unavailable) when Redis does not answer."""
         await self._call(self._redis.ping())
 
     async def _get_value(self, value_key: str) -> bytes | None:

@@ -8,7 +8,12 @@ from typing import Any, Protocol
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import (
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -17,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from tradeplane.runtime.errors import Unavailable
+from tradeplane.runtime.tracing import instrument_engine
 
 # Postgres connect timeout (seconds) so a dead server fails fast instead of hanging.
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 5
@@ -111,6 +117,7 @@ def create_engine(url: str, settings: PoolSettings | None = None) -> AsyncEngine
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(async_url)
         event.listen(engine.sync_engine, "connect", _set_sqlite_pragmas)
+        instrument_engine(engine)
         return engine
 
     kwargs: dict[str, Any] = {
@@ -125,13 +132,21 @@ def create_engine(url: str, settings: PoolSettings | None = None) -> AsyncEngine
         service_name = getattr(settings, "service_name", None)
         if service_name:  # shows up in pg_stat_activity
             kwargs["connect_args"]["application_name"] = str(service_name)
-    return create_async_engine(async_url, **kwargs)
+    engine = create_async_engine(async_url, **kwargs)
+    instrument_engine(engine)
+    return engine
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     # expire_on_commit=False: objects stay readable after commit without a lazy reload,
     # which async sessions cannot do implicitly.
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def is_unavailable_error(exc: BaseException) -> bool:
+    """True for a database that cannot be reached or dropped the connection (refused, reset,
+    timed out, server shut down, SQLite busy): retryable, so callers get UNAVAILABLE."""
+    return isinstance(exc, OperationalError | InterfaceError | DisconnectionError)
 
 
 async def ping(engine: AsyncEngine, *, timeout_seconds: float = 5.0) -> None:

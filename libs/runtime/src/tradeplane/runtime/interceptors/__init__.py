@@ -6,6 +6,7 @@ from tradeplane.runtime.interceptors.errors import STATUS_BY_ERROR, ErrorsInterc
 from tradeplane.runtime.interceptors.logging import LoggingInterceptor
 from tradeplane.runtime.interceptors.metrics import MetricsInterceptor
 from tradeplane.runtime.interceptors.tracing import TracingInterceptor
+from tradeplane.runtime.interceptors.validation import ValidationInterceptor
 
 __all__ = [
     "STATUS_BY_ERROR",
@@ -15,4 +16,5 @@ __all__ = [
     "LoggingInterceptor",
     "MetricsInterceptor",
     "TracingInterceptor",
+    "ValidationInterceptor",
 ]

@@ -10,6 +10,7 @@ import grpc
 import grpc.aio
 
 from tradeplane.runtime import errors
+from tradeplane.runtime.db.engine import is_unavailable_error
 from tradeplane.runtime.interceptors._base import RpcInfo, WrappingInterceptor
 from tradeplane.runtime.tracing import current_trace_id
 
@@ -53,7 +54,11 @@ class ErrorsInterceptor(WrappingInterceptor):
                 log.warning("upstream unavailable in %s: %s", info.full_method, exc.code().name)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "upstream service unavailable")
             await _internal(info, context)
-        except Exception:
+        except Exception as exc:
+            if is_unavailable_error(exc):
+                # The database is down or unreachable: retryable, not our bug.
+                log.warning("database unavailable in %s: %s", info.full_method, exc)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable")
             await _internal(info, context)
 
 

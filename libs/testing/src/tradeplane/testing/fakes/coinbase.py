@@ -27,6 +27,10 @@ REST:
   trade the fake knows, including those it never delivered (`publish_skipped`, or published
   while nobody listened): that is what a client's gap refill relies on.
 - `add_route(method, path, handler)` adds endpoints (e.g. orders, accounts) for other tests.
+- `fake.accounts` (coinbase_accounts.py): the paged accounts list (balances), counting calls;
+  fault controls `down`, `rate_limited_for` (429 + Retry-After), `delay`.
+- `fake.orders` (coinbase_orders.py): order create/cancel/edit/get/list, fills and the `user`
+  channel, with fault controls (lost answers, 429, 5xx, delays, outside changes).
   A bearer JWT, when sent and a key is set, must be valid and bound to "METHOD host/path".
 
 Trades are scripted: `publish` records and delivers them (ticker/level2 updates first, then
@@ -68,6 +72,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from tradeplane.testing.fakes.coinbase_accounts import FakeAccounts
+from tradeplane.testing.fakes.coinbase_orders import FakeCoinbaseOrders
+
 log = logging.getLogger(__name__)
 
 PUBLIC_CANDLES_PATH = "/api/v3/brokerage/market/products/{product_id}/candles"
@@ -87,11 +94,13 @@ CHANNELS = ("heartbeats", "market_trades", "ticker", "level2", "candles")
 # The subscription name of a channel -> the `channel` its messages carry.
 ENVELOPE_CHANNEL = {"level2": "l2_data"}
 WS_CANDLE_SECONDS = 300  # the candles channel streams five-minute candles
-BOOK_QUANTITY = Decimal("1")  # size of the one bid and one offer level the fake's book has
+BOOK_QUANTITY = Decimal("1")  # size of the best bid and offer level of the fake's book
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 RouteHandler = Callable[["RestRequest"], Awaitable[tuple[int, Any]]]
 """An `add_route` handler: gets the request, returns (HTTP status, JSON body)."""
+ChannelSnapshot = Callable[["_Connection"], None]
+"""An `extra_channels` hook: called when a connection subscribes to the channel."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +288,8 @@ class FakeCoinbase:
     heartbeat_interval: seconds between heartbeats to `heartbeats` subscribers.
     snapshot_size: trades in the market_trades snapshot a subscription gets (0: none).
     quote_spread: the ticker's (and level2 book's) best bid/ask are last price -/+ this.
+    book_levels: levels per side of the level2 book: level k (from 0) at last price -/+
+        (k + 1) * quote_spread with size (k + 1) * BOOK_QUANTITY (`book(product_id)`).
     ssl_context: a server TLS context -> wss:// and https:// URLs.
     jwt_public_key: PEM public key (EC P-256 or Ed25519) the JWTs must be signed with;
         None = no authentication checked. jwt_key_name: also require sub == this name.
@@ -295,8 +306,10 @@ class FakeCoinbase:
         jwt_public_key: str | bytes | None = None,
         jwt_key_name: str | None = None,
         max_candles_per_request: int = MAX_CANDLES_PER_REQUEST,
+        book_levels: int = 1,
     ) -> None:
         self.host = host
+        self.book_levels = book_levels
         self.heartbeat_interval = heartbeat_interval
         self.snapshot_size = snapshot_size
         self.quote_spread = quote_spread
@@ -308,6 +321,8 @@ class FakeCoinbase:
             pem = jwt_public_key.encode() if isinstance(jwt_public_key, str) else jwt_public_key
             self._jwt_key = serialization.load_pem_public_key(pem)
 
+        # More WebSocket channels (e.g. `user`, from fakes.coinbase_orders): name -> snapshot.
+        self.extra_channels: dict[str, ChannelSnapshot] = {}
         # Fault controls, set freely by tests.
         self.refuse_connections = False
         self.silent = False
@@ -334,6 +349,11 @@ class FakeCoinbase:
                 Route(PRIVATE_CANDLES_PATH, self._endpoint(self._candles, public=False)),
             ]
         )
+        self.accounts = FakeAccounts()  # GET /api/v3/brokerage/accounts (coinbase_accounts.py)
+        self.accounts.mount(self)
+        # Orders, fills and the `user` channel (coinbase_orders.py).
+        self.orders = FakeCoinbaseOrders()
+        self.orders.mount(self)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -477,8 +497,9 @@ class FakeCoinbase:
         tickers = [self._ticker(p) for p in touched if p in conn.products("ticker")]
         if tickers:
             self._send(conn, "ticker", [{"type": "update", "tickers": tickers}])
+        # A product's first trade creates its book: a snapshot (the subscription had none).
         books = [
-            self._book_event(p, "update", before.get(p))
+            self._book_event(p, "update" if before.get(p) else "snapshot", before.get(p))
             for p in touched
             if p in conn.products("level2")
         ]
@@ -511,40 +532,50 @@ class FakeCoinbase:
             "best_ask_quantity": str(BOOK_QUANTITY),
         }
 
+    def book(self, product_id: str) -> dict[str, dict[Decimal, Decimal]]:
+        """The level2 book the fake has published for the product: {"bid"/"offer": levels}."""
+        price = self._products[product_id].last_price
+        assert price is not None
+        return {side: dict(self._book_levels(side, price)) for side in ("bid", "offer")}
+
+    def _book_levels(self, side: str, price: Decimal) -> list[tuple[Decimal, Decimal]]:
+        sign = -1 if side == "bid" else 1
+        return [
+            (price + sign * (k + 1) * self.quote_spread, (k + 1) * BOOK_QUANTITY)
+            for k in range(self.book_levels)
+        ]
+
     def _book_event(
         self, product_id: str, kind: str, previous_price: Decimal | None
     ) -> dict[str, Any]:
-        """The fake's book is one bid and one offer level around the last price; an update
-        removes the previous levels and adds the new ones."""
+        """The fake's book is `book_levels` levels per side around the last price; an update
+        removes the previous levels no longer in the book and sets the new ones."""
         price = self._products[product_id].last_price
         assert price is not None
         now = rfc3339(datetime.now(UTC))
         updates = []
-        if previous_price is not None and previous_price != price:
-            for side, level in (
-                ("bid", previous_price - self.quote_spread),
-                ("offer", previous_price + self.quote_spread),
-            ):
+        for side in ("bid", "offer"):
+            new = dict(self._book_levels(side, price))
+            if previous_price is not None and previous_price != price:
+                for level, _ in self._book_levels(side, previous_price):
+                    if level not in new:
+                        updates.append(
+                            {
+                                "side": side,
+                                "event_time": now,
+                                "price_level": str(level),
+                                "new_quantity": "0",
+                            }
+                        )
+            for level, quantity in new.items():
                 updates.append(
                     {
                         "side": side,
                         "event_time": now,
                         "price_level": str(level),
-                        "new_quantity": "0",
+                        "new_quantity": str(quantity),
                     }
                 )
-        for side, level in (
-            ("bid", price - self.quote_spread),
-            ("offer", price + self.quote_spread),
-        ):
-            updates.append(
-                {
-                    "side": side,
-                    "event_time": now,
-                    "price_level": str(level),
-                    "new_quantity": str(BOOK_QUANTITY),
-                }
-            )
         return {"type": kind, "product_id": product_id, "updates": updates}
 
     def _ws_candle(self, product_id: str) -> dict[str, str]:
@@ -631,7 +662,7 @@ class FakeCoinbase:
         if kind not in ("subscribe", "unsubscribe"):
             self._error(conn, f"unknown message type {kind!r}")
             return
-        if channel not in CHANNELS:
+        if channel not in CHANNELS and channel not in self.extra_channels:
             self._error(conn, f"Failure to subscribe: unknown channel {channel!r}")
             return
         if not isinstance(products, list) or not all(isinstance(p, str) for p in products):
@@ -654,6 +685,14 @@ class FakeCoinbase:
         self._send_snapshot(conn, channel, products)
         self.subscribe_messages.append(message)
         self.subscriptions_total[channel] += 1
+        if channel in self.extra_channels:
+            self.extra_channels[channel](conn)
+
+    def broadcast(self, channel: str, events: list[dict[str, Any]]) -> None:
+        """Send one envelope to every connection subscribed to `channel`."""
+        for conn in list(self._connections):
+            if channel in conn.subscriptions:
+                self._send(conn, channel, events)
 
     def _send_subscriptions(self, conn: _Connection) -> None:
         current = {
@@ -749,6 +788,8 @@ class FakeCoinbase:
                 jwt_claims=claims,
             )
             status, body = await handler(rest_request)
+            if isinstance(body, Response):  # a handler that sets headers (e.g. Retry-After)
+                return body
             return JSONResponse(body, status_code=status)
 
         return endpoint

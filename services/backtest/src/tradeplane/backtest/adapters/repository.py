@@ -274,6 +274,16 @@ class SqlBacktestRepository:
 
     # -- the queue ---------------------------------------------------------------------------
 
+    async def queue_stats(self) -> tuple[int, float]:
+        """(queued runs, wait of the oldest in seconds) for the metrics."""
+        c = orm.runs.c
+        query = select(func.count(), func.min(c.create_time_us)).where(
+            c.status == Status.QUEUED.value
+        )
+        async with self._engine.connect() as conn:
+            count, oldest = (await conn.execute(query)).one()
+        return int(count), 0.0 if oldest is None else max(0.0, (now_us() - oldest) / 1e6)
+
     async def claim_next(self, worker_id: str, stale_seconds: float) -> str | None:
         """Takes the oldest QUEUED run (or a RUNNING one whose worker stopped heartbeating)
         for `worker_id`; None when there is nothing to do."""
@@ -915,6 +925,53 @@ class SqlBacktestRepository:
                     )
                 ).all()
             )
+
+    async def bar_at(self, backtest_id: str, timestamp: int) -> Row[Any] | None:
+        """The last bar at or before `timestamp` (one index lookup)."""
+        b = orm.bars.c
+        async with self._engine.connect() as conn:
+            return (
+                await conn.execute(
+                    select(b.bar_index, b.time, b.close, b.equity, b.drawdown)
+                    .where(b.backtest_id == backtest_id, b.time <= timestamp)
+                    .order_by(b.time.desc())
+                    .limit(1)
+                )
+            ).first()
+
+    async def playback_tables(
+        self, backtest_id: str, max_rows: int
+    ) -> tuple[list[Row[Any]], list[Row[Any]], list[Row[Any]]] | None:
+        """A completed run's snapshots, fills and orders, each in its playback order, or None
+        when fills or orders exceed `max_rows` (too big to hold in memory)."""
+        s, f, o = orm.snapshots.c, orm.fills.c, orm.orders.c
+        async with self._engine.connect() as conn:
+            for table in (orm.fills, orm.orders):
+                count = (
+                    await conn.execute(
+                        select(func.count()).where(table.c.backtest_id == backtest_id)
+                    )
+                ).scalar_one()
+                if count > max_rows:
+                    return None
+            snapshots = (
+                await conn.execute(
+                    select(orm.snapshots).where(s.backtest_id == backtest_id).order_by(s.bar_index)
+                )
+            ).all()
+            fills = (
+                await conn.execute(
+                    select(orm.fills)
+                    .where(f.backtest_id == backtest_id)
+                    .order_by(f.bar_index, f.seq)
+                )
+            ).all()
+            orders = (
+                await conn.execute(
+                    select(orm.orders).where(o.backtest_id == backtest_id).order_by(o.seq)
+                )
+            ).all()
+        return list(snapshots), list(fills), list(orders)
 
     async def playback_rows(
         self, backtest_id: str, timestamp: int, recent: int

@@ -4,6 +4,7 @@ default) and the worker process (`worker`: health + metrics, no BacktestService)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from tradeplane.backtest.entrypoints import client_cli
 from tradeplane.backtest.entrypoints.grpc_servicer import BacktestServicer
 from tradeplane.backtest.entrypoints.settings import BacktestServiceSettings
 from tradeplane.backtest.migrations import MIGRATIONS_DIR
+from tradeplane.backtest.service_layer import metrics
 from tradeplane.backtest.service_layer.results import BacktestResults
 from tradeplane.backtest.service_layer.runs import BacktestRuns
 from tradeplane.backtest.service_layer.sweeps import BacktestSweeps
@@ -89,19 +91,38 @@ def _compose(settings: BacktestServiceSettings, *, api: bool, worker: bool) -> B
     if app.worker is not None:
         app.worker.after_run = app.sweeps.continue_search
     if api:
-        app.results = BacktestResults(repo, app.runs)
+        app.results = BacktestResults(repo, app.runs, settings.backtest_playback_cache_runs)
         servicer = BacktestServicer(app.runs, app.results, app.sweeps, server.shutdown_event)
         server.add_service(
             backtest_pb2.DESCRIPTOR.services_by_name["BacktestService"],
             lambda s: backtest_pb2_grpc.add_BacktestServiceServicer_to_server(servicer, s),
         )
 
+    tasks: list[asyncio.Task[None]] = []
+
+    async def queue_metrics() -> None:
+        """backtest_queue_depth and the oldest job's wait, every 5 s (API process only)."""
+        while True:
+            try:
+                depth, oldest = await repo.queue_stats()
+                metrics.QUEUE_DEPTH.set(depth)
+                metrics.QUEUE_OLDEST_AGE.set(oldest)
+            except Exception:
+                log.exception("queue metrics failed; retrying later")
+            await asyncio.sleep(5.0)
+
     async def startup() -> None:
         await asyncio.to_thread(run_migrations, settings.database_url, MIGRATIONS_DIR)
         if app.worker is not None:
             app.worker.start()
+        if api:
+            tasks.append(asyncio.create_task(queue_metrics()))
 
     async def shutdown() -> None:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         if app.worker is not None:
             await app.worker.stop()
         await candles.close()

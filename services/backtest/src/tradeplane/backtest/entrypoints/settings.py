@@ -22,6 +22,7 @@ class BacktestServiceSettings(ServiceSettings):
     backtest_progress_seconds: float = Field(0.5, gt=0, le=60)  # progress/heartbeat writes
     backtest_stale_seconds: float = Field(120.0, gt=0)  # a RUNNING job without heartbeat is retaken
     backtest_snapshot_every: int = Field(1000, ge=1)  # K: bars between playback snapshots
+    backtest_playback_cache_runs: int = Field(4, ge=0)  # completed runs indexed in memory
     backtest_max_bars: int = Field(2_000_000, ge=1)  # longest run accepted
     backtest_max_sweep_runs: int = Field(1_000, ge=1)  # most grid combinations in one sweep
     backtest_candle_cache_seconds: float = Field(600.0, ge=0)  # candles cached per range

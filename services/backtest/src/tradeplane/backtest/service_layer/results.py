@@ -22,12 +22,14 @@ from tradeplane.backtest.domain import (
 from tradeplane.backtest.domain.monte_carlo import MonteCarloReport, Resampling, monte_carlo
 from tradeplane.backtest.service_layer.models import IndicatorColumn, RunView, Status
 from tradeplane.backtest.service_layer.page_tokens import decode_token, encode_token, page_size
+from tradeplane.backtest.service_layer.playback_index import PlaybackIndexCache
 from tradeplane.backtest.service_layer.rows import num
 from tradeplane.backtest.service_layer.runs import BacktestRuns
 from tradeplane.runtime.errors import FailedPrecondition, InvalidArgument
 from tradeplane.strategies import Side
 
 SERIES_CACHE_RUNS = 8
+PLAYBACK_INDEX_MAX_ROWS = 250_000  # fills or orders; bigger runs answer from SQL queries
 
 
 class EquityPointView(NamedTuple):
@@ -102,9 +104,15 @@ def _fill_record(row: Row[Any]) -> FillRecord:
 
 
 class BacktestResults:
-    def __init__(self, repo: SqlBacktestRepository, runs: BacktestRuns) -> None:
+    def __init__(
+        self, repo: SqlBacktestRepository, runs: BacktestRuns, playback_cache_runs: int = 4
+    ) -> None:
         self._repo = repo
         self._runs = runs
+        self._playback = PlaybackIndexCache(
+            lambda backtest_id: repo.playback_tables(backtest_id, PLAYBACK_INDEX_MAX_ROWS),
+            playback_cache_runs,
+        )
         # A completed run's series never change: the last few stay in memory (a chart zooms
         # and pans over the same run).
         self._series_cache: OrderedDict[str, EquitySeries] = OrderedDict()
@@ -268,9 +276,17 @@ class BacktestResults:
             raise FailedPrecondition(
                 f"backtest {backtest_id} is {run.status.value}; results exist once it completed"
             )
-        bar, snapshot, replay, working, latest = await self._repo.playback_rows(
-            backtest_id, timestamp, recent or 10
-        )
+        index = await self._playback.get(backtest_id)
+        if index is None:
+            bar, snapshot, replay, working, latest = await self._repo.playback_rows(
+                backtest_id, timestamp, recent or 10
+            )
+        else:
+            bar = await self._repo.bar_at(backtest_id, timestamp)
+            if bar is not None:
+                found = index.rows_at(bar.bar_index, recent or 10)
+                snapshot, replay = found.snapshot, found.replay
+                working, latest = found.working, found.latest
         initial = float(run.spec.initial_cash)
         if bar is None:
             return StateView(-1, timestamp, initial, initial, 0.0, 0.0, 0.0, 0.0, 0.0, [], [])

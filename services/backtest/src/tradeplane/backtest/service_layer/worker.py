@@ -112,6 +112,7 @@ class Worker:
         self.after_run: Callable[[str], Awaitable[None]] | None = None
 
     def start(self) -> None:
+        metrics.WORKERS.inc(self._concurrency)
         self._tasks = [
             asyncio.create_task(self._loop(), name=f"backtest-worker-{i}")
             for i in range(self._concurrency)
@@ -130,6 +131,9 @@ class Worker:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self._tasks:
+            metrics.WORKERS.dec(self._concurrency)
+            self._tasks = []
 
     async def _loop(self) -> None:
         while not self._stop.is_set():
@@ -143,10 +147,13 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll)
                 continue
+            metrics.WORKERS_BUSY.inc()
             try:
                 await self.execute(backtest_id)
             except Exception:
                 log.exception("backtest %s crashed the worker loop", backtest_id)
+            finally:
+                metrics.WORKERS_BUSY.dec()
 
     async def execute(self, backtest_id: str) -> None:
         run = await self._repo.get_run(backtest_id)

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -116,7 +117,23 @@ orders = Table(
     Index("ix_orders_account_time", "account_id", "create_time_us"),
     Index("ix_orders_time", "create_time_us"),
     Index("ix_orders_status", "status"),
+    # Working orders per account and product (risk checks), migration 0004.
+    Index(
+        "ix_orders_working",
+        "account_id",
+        "product_id",
+        postgresql_where=text("status IN ('NEW', 'OPEN', 'PARTIALLY_FILLED')"),
+        sqlite_where=text("status IN ('NEW', 'OPEN', 'PARTIALLY_FILLED')"),
+    ),
+    # Legs of a bracket (one-cancels-other), migration 0004.
+    Index(
+        "ix_orders_parent",
+        "parent_order_id",
+        postgresql_where=text("parent_order_id <> ''"),
+        sqlite_where=text("parent_order_id <> ''"),
+    ),
     Index("ix_orders_decision", "decision_id"),
+    Index("ix_orders_venue_order", "venue", "venue_order_id"),  # migration 0003
 )
 
 fills = Table(
@@ -234,9 +251,21 @@ pending_events = Table(
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
+    # Postgres fills it by default (migration 0004) with the writing transaction's id.
     Column("txid", BigInteger, nullable=False),
     Column("time_us", BigInteger, nullable=False),
     Column("account_id", String(ID), nullable=False),
     Column("event_type", String(32), nullable=False),
     Column("payload", LargeBinary, nullable=False),
+)
+
+# Venue reconciliation state, one row per venue (migration 0003).
+venue_sync = Table(
+    "venue_sync",
+    metadata,
+    Column("venue", String(16), primary_key=True),
+    Column("fills_since_us", BigInteger, nullable=True),
+    Column("last_run_us", BigInteger, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("mismatches", Text, nullable=False),  # JSON list of strings
 )

@@ -18,12 +18,23 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import BigInteger, String, and_, delete, func, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    String,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ColumnElement, Select
@@ -55,6 +66,20 @@ class StoredEvent:
     account_id: str
     event_type: str
     payload: bytes
+
+
+@dataclass(slots=True)
+class DecisionTotals:
+    """SummarizeDecisions: totals of one strategy or agent."""
+
+    strategy: str
+    decisions: int
+    prompt_tokens: int
+    completion_tokens: int
+    last_decision_time: datetime
+    orders: int = 0
+    fills: int = 0
+    cost: dict[str, Decimal] = field(default_factory=dict)  # per currency
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +206,133 @@ class SqlTx:
         q = select(func.count()).where(t.c.account_id == account_id, t.c.status.in_(WORKING))
         return int((await self.conn.execute(q)).scalar_one())
 
+    # -- batches (group commit of concurrent submits and acks)
+
+    async def lock_accounts(self, account_ids: Sequence[str]) -> dict[str, Account]:
+        """Lock the accounts (in id order, so concurrent batches cannot deadlock)."""
+        t = orm.accounts
+        q = (
+            select(t)
+            .where(t.c.account_id.in_(sorted(account_ids)))
+            .order_by(t.c.account_id)
+            .with_for_update()
+        )
+        return {r.account_id: row_account(r) for r in await self.conn.execute(q)}
+
+    async def orders_by_client_ids(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Order]:
+        t = orm.orders
+        q = select(t).where(
+            t.c.account_id.in_({a for a, _ in keys}),
+            t.c.client_order_id.in_({c for _, c in keys}),
+        )
+        wanted = set(keys)
+        out: dict[tuple[str, str], Order] = {}
+        for r in await self.conn.execute(q):
+            if (r.account_id, r.client_order_id) in wanted:
+                out[(r.account_id, r.client_order_id)] = rows.row_order(r)
+        return out
+
+    async def risk_limits_of(self, account_ids: Sequence[str]) -> dict[str, RiskLimits]:
+        t = orm.risk_limits
+        q = select(t.c.account_id, t.c.limits).where(t.c.account_id.in_(list(account_ids)))
+        out = {a: RiskLimits(a) for a in account_ids}
+        for r in await self.conn.execute(q):
+            out[r.account_id] = rows.json_limits(r.account_id, r.limits)
+        return out
+
+    async def positions_of(self, account_ids: Sequence[str]) -> dict[str, list[Position]]:
+        t = orm.positions
+        out: dict[str, list[Position]] = {a: [] for a in account_ids}
+        for r in await self.conn.execute(select(t).where(t.c.account_id.in_(list(account_ids)))):
+            out[r.account_id].append(rows.row_position(r))
+        return out
+
+    async def open_sizes_of(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
+        """Remaining base size of the working orders per (account, product): (buy, sell).
+        Postgres sums exactly in SQL (NUMERIC); SQLite would sum floats, so it sums here."""
+        t = orm.orders
+        where = [
+            t.c.account_id.in_({a for a, _ in pairs}),
+            t.c.product_id.in_({p for _, p in pairs}),
+            t.c.status.in_(WORKING),
+            t.c.base_size.is_not(None),
+        ]
+        out = dict.fromkeys(pairs, (ZERO, ZERO))
+        if self._dialect == "postgresql":
+            remaining = func.sum(
+                t.c.base_size.cast(postgresql.NUMERIC) - t.c.filled_size.cast(postgresql.NUMERIC)
+            )
+            q: Any = (
+                select(t.c.account_id, t.c.product_id, t.c.side, remaining.label("remaining"))
+                .where(*where)
+                .group_by(t.c.account_id, t.c.product_id, t.c.side)
+            )
+        else:
+            q = select(
+                t.c.account_id,
+                t.c.product_id,
+                t.c.side,
+                (t.c.base_size).label("base_size"),
+                t.c.filled_size,
+            ).where(*where)
+        for r in await self.conn.execute(q):
+            key = (r.account_id, r.product_id)
+            if key not in out:
+                continue
+            if self._dialect == "postgresql":
+                amount = Decimal(r.remaining)
+            else:
+                amount = Decimal(r.base_size) - Decimal(r.filled_size)
+            buy, sell = out[key]
+            out[key] = (buy + amount, sell) if r.side == Side.BUY.value else (buy, sell + amount)
+        return out
+
+    async def insert_orders(self, orders: Sequence[Order]) -> None:
+        if orders:
+            await self.conn.execute(orm.orders.insert(), [rows.order_row(o) for o in orders])
+
+    async def insert_blocks(self, blocks: Sequence[Block]) -> None:
+        if blocks:
+            await self.conn.execute(orm.blocks.insert(), [rows.block_row(b) for b in blocks])
+
+    async def insert_decisions(self, decisions: Sequence[Decision]) -> None:
+        if decisions:
+            await self.conn.execute(
+                orm.decisions.insert(), [rows.decision_row(d) for d in decisions]
+            )
+
+    async def lock_orders(self, order_ids: Sequence[str]) -> dict[str, Order]:
+        """Lock the orders (in id order: no deadlock with another batch)."""
+        t = orm.orders
+        q = (
+            select(t)
+            .where(t.c.order_id.in_(sorted(order_ids)))
+            .order_by(t.c.order_id)
+            .with_for_update()
+        )
+        return {r.order_id: rows.row_order(r) for r in await self.conn.execute(q)}
+
+    async def update_orders(self, orders: Sequence[Order]) -> None:
+        if not orders:
+            return
+        t = orm.orders
+        stmt = (
+            update(t)
+            .where(t.c.order_id == bindparam("b_order_id"))
+            .values({k: bindparam(f"b_{k}") for k in rows.ORDER_MUTABLE})
+        )
+        params = []
+        for order in orders:
+            values = rows.order_row(order)
+            params.append(
+                {"b_order_id": order.order_id, **{f"b_{k}": values[k] for k in rows.ORDER_MUTABLE}}
+            )
+        await self.conn.execute(stmt, params)
+
     # -- fills and positions
 
     async def insert_fill(self, fill: Fill) -> bool:
@@ -245,6 +397,16 @@ class SqlTx:
         result = await self.conn.execute(q.with_for_update() if lock else q)
         return {r.scope_id: rows.row_state(r) for r in result}
 
+    async def trading_states_of(self, account_ids: Sequence[str]) -> dict[str, TradingState]:
+        """The own state of the global scope and of each account (ACTIVE when never set)."""
+        t = orm.trading_states
+        scopes = [GLOBAL, *account_ids]
+        out = dict.fromkeys(scopes, TradingState.ACTIVE)
+        q = select(t.c.scope_id, t.c.state).where(t.c.scope_id.in_(scopes))
+        for r in await self.conn.execute(q):
+            out[r.scope_id] = TradingState(r.state)
+        return out
+
     async def save_trading_state(self, change: TradingStateChange) -> None:
         values = rows.state_row(change)
         stmt = self._insert(orm.trading_states).values(values)
@@ -274,14 +436,8 @@ class SqlTx:
             for event, time in self.events
         ]
         if self._dialect == "postgresql":
-            txid = (
-                await self.conn.execute(
-                    select(func.pg_current_xact_id().cast(String).cast(BigInteger))
-                )
-            ).scalar_one()
-            await self.conn.execute(
-                orm.pending_events.insert(), [{**r, "txid": int(txid)} for r in rows_out]
-            )
+            # txid is filled by the column default (this transaction's id): no round trip.
+            await self.conn.execute(orm.pending_events.insert(), rows_out)
             return len(rows_out)
         self.last_seq = await append_numbered(self.conn, rows_out)
         return len(rows_out)
@@ -393,6 +549,12 @@ class SqlStore:
     async def order_by_client_id(self, account_id: str, client_order_id: str) -> Order | None:
         async with self.engine.connect() as conn:
             return await SqlTx(conn, self._dialect).order_by_client_id(account_id, client_order_id)
+
+    async def child_orders(self, parent_order_id: str) -> list[Order]:
+        """The legs of a bracket."""
+        t = orm.orders
+        q = select(t).where(t.c.parent_order_id == parent_order_id).order_by(t.c.order_id)
+        return [rows.row_order(r) for r in await self._all(q)] if parent_order_id else []
 
     async def working_orders(self, account_id: str | None = None) -> list[Order]:
         """Every working order (of one account, or all), with the trade ids already applied
@@ -583,6 +745,65 @@ class SqlStore:
                     order_ids[r.decision_id].append(r.order_id)
         return [rows.row_decision(r, order_ids[r.decision_id]) for r in decision_rows]
 
+    async def summarize_decisions(
+        self, *, account_id: str, start_us: int | None, end_us: int | None
+    ) -> list[DecisionTotals]:
+        """Totals per strategy, computed in SQL (costs summed exactly: NUMERIC on Postgres,
+        Decimal here on SQLite, whose sums would be floats)."""
+        d, o, f = orm.decisions, orm.orders, orm.fills
+        where: list[ColumnElement[bool]] = []
+        if account_id:
+            where.append(d.c.account_id == account_id)
+        where += _time_range(d.c.create_time_us, start_us, end_us)
+        totals: dict[str, DecisionTotals] = {}
+        async with self.engine.connect() as conn:
+            q = (
+                select(
+                    d.c.strategy,
+                    func.count().label("decisions"),
+                    func.coalesce(func.sum(d.c.prompt_tokens), 0).label("prompt"),
+                    func.coalesce(func.sum(d.c.completion_tokens), 0).label("completion"),
+                    func.max(d.c.create_time_us).label("last_us"),
+                )
+                .where(*where)
+                .group_by(d.c.strategy)
+            )
+            for r in await conn.execute(q):
+                totals[r.strategy] = DecisionTotals(
+                    strategy=r.strategy,
+                    decisions=int(r.decisions),
+                    prompt_tokens=int(r.prompt),
+                    completion_tokens=int(r.completion),
+                    last_decision_time=rows.from_us(int(r.last_us)),
+                )
+            joined = d.join(o, o.c.decision_id == d.c.decision_id)
+            q = select(d.c.strategy, func.count().label("n")).select_from(joined).where(*where)
+            for r in await conn.execute(q.group_by(d.c.strategy)):
+                totals[r.strategy].orders = int(r.n)
+            q = (
+                select(d.c.strategy, func.count().label("n"))
+                .select_from(joined.join(f, f.c.order_id == o.c.order_id))
+                .where(*where)
+            )
+            for r in await conn.execute(q.group_by(d.c.strategy)):
+                totals[r.strategy].fills = int(r.n)
+            costed = [*where, d.c.cost_amount.is_not(None)]
+            if self._dialect == "postgresql":
+                amount: Any = func.sum(d.c.cost_amount.cast(postgresql.NUMERIC))
+                q = (
+                    select(d.c.strategy, d.c.cost_currency, amount.label("amount"))
+                    .where(*costed)
+                    .group_by(d.c.strategy, d.c.cost_currency)
+                )
+            else:
+                q = select(d.c.strategy, d.c.cost_currency, d.c.cost_amount.label("amount")).where(
+                    *costed
+                )
+            for r in await conn.execute(q):
+                cost = totals[r.strategy].cost
+                cost[r.cost_currency] = cost.get(r.cost_currency, ZERO) + Decimal(r.amount)
+        return [totals[k] for k in sorted(totals)]
+
     async def decision(self, decision_id: str) -> Decision | None:
         t = orm.decisions
         async with self.engine.connect() as conn:
@@ -615,14 +836,12 @@ class SqlStore:
 
     async def event_bounds(self) -> tuple[int, int]:
         """(oldest retained seq or 0, last committed seq)."""
-        async with self.engine.connect() as conn:
-            last = (
-                await conn.execute(
-                    select(orm.event_counter.c.last_seq).where(orm.event_counter.c.id == 1)
-                )
-            ).scalar_one()
-            oldest = (await conn.execute(select(func.min(orm.events.c.seq)))).scalar()
-        return int(oldest or 0), int(last)
+        c = orm.event_counter
+        oldest = select(func.min(orm.events.c.seq)).scalar_subquery()
+        q = select(c.c.last_seq, oldest.label("oldest")).where(c.c.id == 1)
+        async with self.engine.connect() as conn:  # one round trip: this runs on every wake
+            r = (await conn.execute(q)).one()
+        return int(r.oldest or 0), int(r.last_seq)
 
     async def prune_events(self, before: datetime) -> int:
         """Delete outbox events committed before ``before`` (retention); returns how many."""
@@ -686,6 +905,8 @@ class OutboxSequencer:
     LOCK_KEY = 0x7E5E_0B0C  # advisory lock of the execution outbox sequencer
     BATCH = 2000
     RETRY_SECONDS = 0.005
+    MAX_RETRY_SECONDS = 0.05
+    COALESCE_SECONDS = 0.005
 
     def __init__(self, engine: AsyncEngine, signal: EventSignal, poll_seconds: float = 0.5):
         self._engine = engine
@@ -693,6 +914,7 @@ class OutboxSequencer:
         self._poll = poll_seconds
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._rows_left = False  # pending rows remained after the last run_once
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -708,17 +930,31 @@ class OutboxSequencer:
             self._task = None
 
     async def _run(self) -> None:
-        delay = self._poll
+        delay = retry = self._poll
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wakeup.wait()
+            if self._wakeup.is_set():
+                # Every commit wakes us: let the commits of the next moments join this run
+                # (a run costs several statements; under load one per commit is CPU-bound).
+                await asyncio.sleep(self.COALESCE_SECONDS)
             self._wakeup.clear()
             try:
-                while await self.run_once() == self.BATCH:
-                    pass
-                # Rows still waiting for an open transaction: look again soon.
-                delay = self.RETRY_SECONDS if await self._pending() else self._poll
+                numbered = batch = await self.run_once()
+                while batch == self.BATCH:
+                    batch = await self.run_once()
+                    numbered += batch
+                if not self._rows_left:
+                    delay = self._poll
+                else:
+                    # Rows held back by a transaction still open (possibly in another
+                    # process, which will not wake us): look again soon, backing off while
+                    # nothing moves - a busy loop here costs the writers CPU.
+                    retry = (
+                        self.RETRY_SECONDS if numbered else min(retry * 2, self.MAX_RETRY_SECONDS)
+                    )
+                    delay = retry
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -734,27 +970,31 @@ class OutboxSequencer:
         """Number one batch; returns how many events it numbered."""
         p = orm.pending_events
         async with self._engine.begin() as conn:
+            # The lock is taken before the ready rows are chosen (separate statements): rows
+            # below the horizon belong to finished transactions, whoever numbers them.
             locked = (
                 await conn.execute(select(func.pg_try_advisory_xact_lock(self.LOCK_KEY)))
             ).scalar_one()
             if not locked:
+                self._rows_left = True  # another replica's sequencer is at work
                 return 0
             horizon = (
+                func.pg_snapshot_xmin(func.pg_current_snapshot()).cast(String).cast(BigInteger)
+            )
+            chosen = select(p.c.id).where(p.c.txid < horizon).order_by(p.c.id).limit(self.BATCH)
+            # Taken out and read in one statement; numbered below in insertion (id) order.
+            ready = sorted(
                 await conn.execute(
-                    select(
-                        func.pg_snapshot_xmin(func.pg_current_snapshot())
-                        .cast(String)
-                        .cast(BigInteger)
-                    )
-                )
-            ).scalar_one()
-            ready = list(
-                await conn.execute(
-                    select(p.c.id, p.c.time_us, p.c.account_id, p.c.event_type, p.c.payload)
-                    .where(p.c.txid < horizon)
-                    .order_by(p.c.id)
-                    .limit(self.BATCH)
-                )
+                    delete(p)
+                    .where(p.c.id.in_(chosen.scalar_subquery()))
+                    .returning(p.c.id, p.c.time_us, p.c.account_id, p.c.event_type, p.c.payload)
+                ),
+                key=lambda r: int(r.id),
+            )
+            # Rows held back by a transaction still open? (Asked here, in this transaction,
+            # rather than on a connection of its own.)
+            self._rows_left = len(ready) == self.BATCH or bool(
+                (await conn.execute(select(exists().where(p.c.id.is_not(None))))).scalar()
             )
             if not ready:
                 return 0
@@ -770,7 +1010,6 @@ class OutboxSequencer:
                     for r in ready
                 ],
             )
-            await conn.execute(delete(p).where(p.c.id.in_([r.id for r in ready])))
         EVENTS_LAST_SEQ.set(last)
         self._signal.notify()
         return len(ready)

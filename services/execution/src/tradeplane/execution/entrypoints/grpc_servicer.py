@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -11,11 +11,13 @@ import grpc
 from tradeplane.execution.domain.risk import RiskRule
 from tradeplane.execution.domain.trading_state import GLOBAL, TradingState
 from tradeplane.execution.entrypoints import mapping as m
+from tradeplane.execution.entrypoints import strategy_mapping as sm
 from tradeplane.execution.service_layer.commands import ExecutionCommands, new_id, utcnow
 from tradeplane.execution.service_layer.event_stream import EventStream
 from tradeplane.execution.service_layer.queries import ExecutionQueries
+from tradeplane.execution.service_layer.strategy_runner import StrategyRunner
 from tradeplane.runtime.auth import current_principal
-from tradeplane.runtime.errors import InvalidArgument
+from tradeplane.runtime.errors import InvalidArgument, Unavailable
 from trading.execution.v1 import execution_pb2 as pb
 from trading.execution.v1 import execution_pb2_grpc
 
@@ -49,11 +51,13 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
         queries: ExecutionQueries,
         stream: EventStream,
         shutdown_event: asyncio.Event,
+        strategies: StrategyRunner | None = None,
     ) -> None:
         self._commands = commands
         self._queries = queries
         self._stream = stream
         self._shutdown = shutdown_event
+        self._strategies = strategies
 
     # -- orders
 
@@ -243,34 +247,76 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
 
     # -- later parts of issue 4 (UNIMPLEMENTED with a clear message)
 
+    # Set by bootstrap: the venue's health and last reconciliation (entrypoints/venues.py).
+    venue_statuses: Callable[[], pb.ListVenuesResponse] | None = None
+
     async def ListVenues(self, request: pb.ListVenuesRequest, context: Any) -> Any:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, NOT_YET.format(what="venue reconciliation")
+        if self.venue_statuses is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "no venue status configured")
+        assert self.venue_statuses is not None
+        return self.venue_statuses()
+
+    async def SummarizeDecisions(
+        self, request: pb.SummarizeDecisionsRequest, context: Any
+    ) -> pb.SummarizeDecisionsResponse:
+        totals = await self._queries.summarize_decisions(request.account_id, m.window_in(request))
+        return pb.SummarizeDecisionsResponse(
+            summaries=[
+                pb.DecisionSummary(
+                    strategy=t.strategy,
+                    decision_count=t.decisions,
+                    order_count=t.orders,
+                    fill_count=t.fills,
+                    prompt_tokens=t.prompt_tokens,
+                    completion_tokens=t.completion_tokens,
+                    cost=[m.money(c, amount) for c, amount in sorted(t.cost.items())],
+                    last_decision_time=m.ts(t.last_decision_time),
+                )
+                for t in totals
+            ]
         )
 
-    async def SummarizeDecisions(self, request: pb.SummarizeDecisionsRequest, context: Any) -> Any:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, NOT_YET.format(what="agent inspector summaries")
-        )
+    def _runner(self) -> StrategyRunner:
+        if self._strategies is None:
+            raise Unavailable("the live strategy runner is not enabled on this replica")
+        return self._strategies
 
     async def ListStrategyDefinitions(
         self, request: pb.ListStrategyDefinitionsRequest, context: Any
-    ) -> Any:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, NOT_YET.format(what="live strategies runner")
+    ) -> pb.ListStrategyDefinitionsResponse:
+        definitions, token = self._runner().definitions(request.page_size, request.page_token)
+        return pb.ListStrategyDefinitionsResponse(
+            strategies=[sm.definition_out(d) for d in definitions], next_page_token=token
         )
 
-    async def StartStrategy(self, request: pb.StartStrategyRequest, context: Any) -> Any:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, NOT_YET.format(what="live strategies runner")
+    async def StartStrategy(
+        self, request: pb.StartStrategyRequest, context: Any
+    ) -> pb.StartStrategyResponse:
+        if not request.strategy:
+            raise InvalidArgument("strategy", "required")
+        record = await self._runner().start_strategy(
+            request.strategy,
+            dict(request.params),
+            list(request.product_ids),
+            request.account_id,
+            m.venue_in(request.venue),
         )
+        return pb.StartStrategyResponse(instance=sm.instance_out(record))
 
-    async def StopStrategy(self, request: pb.StopStrategyRequest, context: Any) -> Any:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, NOT_YET.format(what="live strategies runner")
+    async def StopStrategy(
+        self, request: pb.StopStrategyRequest, context: Any
+    ) -> pb.StopStrategyResponse:
+        record = await self._runner().stop_strategy(
+            request.strategy_instance_id, request.cancel_open_orders
         )
+        return pb.StopStrategyResponse(instance=sm.instance_out(record))
 
-    async def ListStrategies(self, request: pb.ListStrategiesRequest, context: Any) -> Any:
-        await context.abort(
-            grpc.StatusCode.UNIMPLEMENTED, NOT_YET.format(what="live strategies runner")
+    async def ListStrategies(
+        self, request: pb.ListStrategiesRequest, context: Any
+    ) -> pb.ListStrategiesResponse:
+        records, token = await self._runner().list_strategies(
+            sm.states_in(request.states), request.page_size, request.page_token
+        )
+        return pb.ListStrategiesResponse(
+            instances=[sm.instance_out(r) for r in records], next_page_token=token
         )

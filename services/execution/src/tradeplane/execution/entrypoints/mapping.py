@@ -34,6 +34,7 @@ from tradeplane.execution.domain.values import (
     Venue,
 )
 from tradeplane.execution.service_layer.queries import TimeWindow
+from tradeplane.runtime import tracing
 from tradeplane.runtime.errors import InvalidArgument
 from trading.common.v1 import common_pb2
 from trading.execution.v1 import execution_pb2 as pb
@@ -189,7 +190,7 @@ def decision_in(
         completion_tokens=dr.completion_tokens,
         cost_amount=cost_amount,
         cost_currency=dr.cost.currency if dr.HasField("cost") else "",
-        trace_id=dr.trace_id,
+        trace_id=dr.trace_id or tracing.current_trace_id() or "",  # default: this request's
     )
 
 
@@ -431,8 +432,9 @@ def event_type_in(value: int) -> str:
 
 
 def encode_event(event: ev.ExecutionEvent) -> bytes:
-    """The outbox payload: an Event without seq and time (assigned by the outbox)."""
-    out = pb.Event(account_id=event.account_id)
+    """The outbox payload: an Event without seq and time (assigned by the outbox), carrying
+    the trace context of the change so consumers continue its trace."""
+    out = pb.Event(account_id=event.account_id, trace_context=tracing.carrier())
     if isinstance(event, ev.OrderSubmitted):
         out.order_submitted.CopyFrom(order_out(event.order))
     elif isinstance(event, ev.OrderUpdated):

@@ -4,10 +4,11 @@ is committed (with ``order_submitted``) before anything is sent to the venue."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,9 +21,13 @@ from tradeplane.execution.domain.fills import Fill
 from tradeplane.execution.domain.orders import (
     Order,
     OrderRequest,
+    OrderSpec,
+    bracket_exit_legs,
     match_existing,
     validate_order_request,
 )
+from tradeplane.execution.domain.portfolio import Portfolio, PortfolioSnapshot
+from tradeplane.execution.domain.products import ProductRules
 from tradeplane.execution.domain.risk import (
     Block,
     OrderBlocked,
@@ -37,14 +42,16 @@ from tradeplane.execution.domain.trading_state import (
     TradingStateChange,
     change_trading_state,
 )
-from tradeplane.execution.domain.values import OrderStatus, Venue
+from tradeplane.execution.domain.values import BracketLeg, OrderStatus, Side, Venue
 from tradeplane.execution.service_layer import metrics
+from tradeplane.execution.service_layer.group_commit import GroupCommit
 from tradeplane.execution.service_layer.ports import (
     ExecutionVenue,
     MarketData,
     VenueFill,
     VenueRejected,
 )
+from tradeplane.runtime import tracing
 from tradeplane.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,35 @@ class AccountDefaults:
     venue: Venue = Venue.PAPER
 
 
+@dataclass(frozen=True, slots=True)
+class _Intent:
+    spec: OrderSpec
+    product: ProductRules | None
+    decision: Decision | None
+
+
+@dataclass(frozen=True, slots=True)
+class _NewOrder:
+    order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class _Ack:
+    order_id: str
+    venue_order_id: str
+
+
+_Write = _Intent | _Ack
+_Committed = _NewOrder | Order | RiskBlock | Exception | None
+# What a write gets back from its batch: the venue-send task of a new order, the existing
+# order (idempotent retry) or the acknowledged one, the risk block, None (ack of an unknown
+# order).
+_Outcome = asyncio.Task[Order] | Order | RiskBlock | None
+
+# Largest batch of one group commit (bounds a transaction's size and lock time).
+MAX_BATCH = 200
+
+
 class ExecutionCommands:
     def __init__(
         self,
@@ -82,9 +118,16 @@ class ExecutionCommands:
         self._store = store
         self._venue = venue
         self._market = market
+        # Why trading is closed now (e.g. an unresolved venue mismatch), or None (bootstrap).
+        self.trading_gate: Callable[[], str | None] | None = None
         self._defaults = defaults
         self._rates = rates
         self._now = clock
+        # Concurrent submits and venue acks share transactions (group commit).
+        self._writes: GroupCommit[_Write, _Outcome] = GroupCommit(
+            self._commit_writes, max_batch=MAX_BATCH
+        )
+        self._sending: set[asyncio.Task[Order]] = set()
 
     @property
     def default_account_id(self) -> str:
@@ -120,6 +163,9 @@ class ExecutionCommands:
         request = replace(request, account_id=request.account_id or self.default_account_id)
         if not self._market.ready:
             raise Unavailable("market data is not connected yet; retry shortly")
+        closed = self.trading_gate() if self.trading_gate is not None else None
+        if closed:
+            raise Unavailable(f"trading is not serving: {closed}")
         product = self._market.product(request.product_id) if request.product_id else None
         spec = validate_order_request(request, product, now, self._venue.venue)
         if spec.venue is not self._venue.venue:
@@ -128,76 +174,181 @@ class ExecutionCommands:
                 f"{spec.venue.value} is not configured (this service trades on "
                 f"{self._venue.venue.value})",
             )
+        outcome = await self._writes.submit(_Intent(spec, product, decision))
+        if isinstance(outcome, RiskBlock):
+            metrics.TRADE_BLOCKED.labels(outcome.rule.value).inc()
+            raise OrderBlocked(outcome)
+        if isinstance(outcome, Order):  # an idempotent retry: the existing order
+            return outcome
+        # The venue send runs in its own task: a caller that goes away (deadline, disconnect)
+        # does not leave a committed intent unsent.
+        assert outcome is not None  # None answers acks only
+        metrics.ORDERS_SUBMITTED.labels(spec.venue.value, spec.type.value, spec.side.value).inc()
+        return await asyncio.shield(outcome)
 
-        refusal: RiskBlock | None = None
-        order: Order | None = None
-        async with self._store.transaction() as tx:
-            account = await self._lock_account(tx, spec.account_id)
-            # Idempotency, checked under the account lock so a concurrent retry cannot slip in.
-            existing = match_existing(
-                await tx.order_by_client_id(spec.account_id, spec.client_order_id), spec
-            )
-            if existing is not None:
-                return existing
-            limits = await tx.risk_limits(spec.account_id)
-            states = await tx.trading_states(spec.account_id)
-            positions = await tx.positions(spec.account_id)
-            open_buy, open_sell = await tx.open_sizes(spec.account_id, spec.product_id)
-            portfolio = account.portfolio(positions)
-            for p in positions:
-                price = self._market.last_price(p.product_id)
-                if price is not None:
-                    portfolio.mark(p.product_id, price, now)
-            snapshot = portfolio.revalue(now, self._rates(account.valuation_currency))
-            quote = product.quote_currency if product is not None else ""
-            quote_rate = (
-                Decimal(1)
-                if quote == account.valuation_currency
-                else self._rates(account.valuation_currency).get(quote, Decimal(1))
-            )
-            ctx = RiskContext.from_portfolio(
-                portfolio,
-                snapshot,
-                spec.product_id,
-                global_state=_state(states, GLOBAL),
-                account_state=_state(states, spec.account_id),
-                last_trade_price=self._market.last_price(spec.product_id),
-                open_buy_size=open_buy,
-                open_sell_size=open_sell,
-                quote_rate=quote_rate,
-            )
-            verdict = check_order(spec, limits, ctx)
-            decision_id = ""
-            if decision is not None:
-                decision_id = decision.decision_id
-            if isinstance(verdict, RiskBlock):
-                refusal = verdict
-                block = Block.record(new_id(), spec, verdict, now, decision_id=decision_id)
-                await tx.insert_block(block)
-                tx.add_event(ev.TradeBlocked(block), now)
+    async def _commit_writes(self, items: Sequence[_Write]) -> list[_Outcome | Exception]:
+        """Commit a batch of intents and venue acks in one transaction. An intent is answered
+        with its order's venue-send task (new), the existing order (idempotent retry), a
+        RiskBlock or its own error; an ack with the acknowledged order (None: unknown)."""
+        try:
+            committed = await self._commit_write_batch(items)
+        except Exception:
+            if len(items) == 1:
+                raise
+            # One bad item (e.g. a client id another replica just used) must not fail the
+            # others: commit them one by one.
+            committed = []
+            for item in items:
+                try:
+                    committed += await self._commit_write_batch([item])
+                except Exception as exc:
+                    committed.append(exc)
+        out: list[_Outcome | Exception] = []
+        for result in committed:
+            if isinstance(result, _NewOrder):
+                task = asyncio.create_task(self._send_timed(result.order))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+                out.append(task)
             else:
-                order = Order.new(new_id(), spec, now, decision_id=decision_id)
-                await tx.insert_order(order)
-                tx.add_event(ev.OrderSubmitted(order), now)
-                if decision is not None:
-                    decision = decision.with_order(order.order_id)
-                    await tx.insert_decision(decision)
-                    tx.add_event(ev.DecisionRecorded(decision), now)
-        if refusal is not None:
-            metrics.TRADE_BLOCKED.labels(refusal.rule.value).inc()
-            raise OrderBlocked(refusal)
-        assert order is not None
-        metrics.ORDERS_SUBMITTED.labels(spec.venue.value, spec.type.value).inc()
+                out.append(result)
+        return out
+
+    async def _commit_write_batch(self, items: Sequence[_Write]) -> list[_Committed]:
+        """One transaction: the acks first (their orders locked), then the intents (their
+        accounts locked) - the order-then-account lock order of on_fill, so no deadlock."""
+        now = self._now()
+        acks = [(n, i) for n, i in enumerate(items) if isinstance(i, _Ack)]
+        intents = [(n, i) for n, i in enumerate(items) if isinstance(i, _Intent)]
+        results: list[_Committed] = [None] * len(items)
+        async with self._store.transaction() as tx:
+            if acks:
+                acked = await self._apply_acks(tx, [i for _, i in acks], now)
+                for (n, _), result in zip(acks, acked, strict=True):
+                    results[n] = result
+            if intents:
+                done = await self._apply_intents(tx, [i for _, i in intents], now)
+                for (n, _), outcome in zip(intents, done, strict=True):
+                    results[n] = outcome
+        return results
+
+    async def _apply_intents(
+        self, tx: SqlTx, items: Sequence[_Intent], now: datetime
+    ) -> list[_NewOrder | Order | RiskBlock | Exception]:
+        """The accounts are locked (so a concurrent retry of the same client order id on
+        another replica waits and then sees the order), the risk inputs read once, then each
+        item checked in arrival order - an accepted order counts as working for the next."""
+        account_ids = sorted({i.spec.account_id for i in items})
+        results: list[_NewOrder | Order | RiskBlock | Exception] = []
+        accounts = await tx.lock_accounts(account_ids)
+        missing = [a for a in account_ids if a not in accounts]
+        if missing:
+            for account_id in missing:
+                await tx.ensure_account(self._new_account(account_id))
+            accounts.update(await tx.lock_accounts(missing))
+        known = await tx.orders_by_client_ids(
+            [(i.spec.account_id, i.spec.client_order_id) for i in items]
+        )
+        limits = await tx.risk_limits_of(account_ids)
+        states = await tx.trading_states_of(account_ids)
+        positions = await tx.positions_of(account_ids)
+        open_sizes = await tx.open_sizes_of(
+            sorted({(i.spec.account_id, i.spec.product_id) for i in items})
+        )
+        views: dict[str, tuple[Portfolio, PortfolioSnapshot]] = {}
+        orders: list[Order] = []
+        blocks: list[Block] = []
+        decisions: list[Decision] = []
+        for item in items:
+            spec = item.spec
+            key = (spec.account_id, spec.client_order_id)
+            try:
+                # Idempotency on (account, client order id), also within the batch.
+                existing = match_existing(known.get(key), spec)
+                if existing is not None:
+                    results.append(existing)
+                    continue
+                account = accounts[spec.account_id]
+                if spec.account_id not in views:
+                    portfolio = account.portfolio(positions[spec.account_id])
+                    for p in positions[spec.account_id]:
+                        price = self._market.last_price(p.product_id)
+                        if price is not None:
+                            portfolio.mark(p.product_id, price, now)
+                    rates = self._rates(account.valuation_currency)
+                    views[spec.account_id] = (portfolio, portfolio.revalue(now, rates))
+                portfolio, snapshot = views[spec.account_id]
+                quote = item.product.quote_currency if item.product is not None else ""
+                quote_rate = (
+                    Decimal(1)
+                    if quote == account.valuation_currency
+                    else self._rates(account.valuation_currency).get(quote, Decimal(1))
+                )
+                open_buy, open_sell = open_sizes[(spec.account_id, spec.product_id)]
+                ctx = RiskContext.from_portfolio(
+                    portfolio,
+                    snapshot,
+                    spec.product_id,
+                    global_state=states[GLOBAL],
+                    account_state=states[spec.account_id],
+                    last_trade_price=self._market.last_price(spec.product_id),
+                    open_buy_size=open_buy,
+                    open_sell_size=open_sell,
+                    quote_rate=quote_rate,
+                )
+                verdict = check_order(spec, limits[spec.account_id], ctx)
+            except Exception as exc:  # e.g. ALREADY_EXISTS: this item only
+                results.append(exc)
+                continue
+            decision = item.decision
+            decision_id = decision.decision_id if decision is not None else ""
+            if isinstance(verdict, RiskBlock):
+                block = Block.record(new_id(), spec, verdict, now, decision_id=decision_id)
+                blocks.append(block)
+                tx.add_event(ev.TradeBlocked(block), now)
+                results.append(verdict)
+                continue
+            order = Order.new(new_id(), spec, now, decision_id=decision_id)
+            orders.append(order)
+            known[key] = order
+            if spec.base_size is not None:
+                size = spec.base_size
+                open_sizes[(spec.account_id, spec.product_id)] = (
+                    (open_buy + size, open_sell)
+                    if spec.side is Side.BUY
+                    else (open_buy, open_sell + size)
+                )
+            tx.add_event(ev.OrderSubmitted(order), now)
+            if decision is not None:
+                decision = decision.with_order(order.order_id)
+                decisions.append(decision)
+                tx.add_event(ev.DecisionRecorded(decision), now)
+            results.append(_NewOrder(order))
+        await tx.insert_orders(orders)
+        await tx.insert_blocks(blocks)
+        await tx.insert_decisions(decisions)
+        return results
+
+    async def _send_timed(self, order: Order) -> Order:
         began = time.perf_counter()
         sent = await self.send_to_venue(order)
-        metrics.SUBMIT_TO_ACK.labels(spec.venue.value).observe(time.perf_counter() - began)
+        metrics.SUBMIT_TO_ACK.labels(order.spec.venue.value).observe(time.perf_counter() - began)
         return sent
 
     async def send_to_venue(self, order: Order) -> Order:
         """Send a committed intent to the venue and record the answer. A venue that cannot be
         reached leaves the order NEW: it is sent again on the next start (idempotent)."""
         try:
-            venue_order_id = await self._venue.submit(order)
+            with (
+                tracing.span(
+                    "venue.submit",
+                    kind=tracing.SpanKind.CLIENT,
+                    venue=order.spec.venue.value,
+                    order_id=order.order_id,
+                ),
+                metrics.VENUE_REQUEST_SECONDS.labels(order.spec.venue.value, "submit").time(),
+            ):
+                venue_order_id = await self._venue.submit(order)
         except VenueRejected as exc:
             return await self._finish(order.order_id, OrderStatus.REJECTED, exc.reason) or order
         except Exception:
@@ -205,34 +356,62 @@ class ExecutionCommands:
                 "venue submit failed; order stays NEW", extra={"order_id": order.order_id}
             )
             return order
-        return await self._acknowledge(order.order_id, venue_order_id) or order
-
-    async def _acknowledge(self, order_id: str, venue_order_id: str) -> Order | None:
-        now = self._now()
-        async with self._store.transaction() as tx:
-            order = await tx.order(order_id)
-            if order is None:
-                return None
-            if order.status.is_final:
-                if order.venue_order_id:
-                    return order
-                acked = replace(order, venue_order_id=venue_order_id)
-            else:
-                acked = order.acknowledge(venue_order_id, now)
-            if acked != order:
-                await tx.update_order(acked)
-                tx.add_event(ev.OrderUpdated(acked), now)
+        acked = await self._writes.submit(_Ack(order.order_id, venue_order_id))
+        if not isinstance(acked, Order):
+            return order
         if acked.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
             # Cancelled (e.g. by the kill switch) while it was on its way to the venue: make
             # sure it does not keep working there.
-            await self._venue.cancel(acked)
+            with (
+                tracing.span(
+                    "venue.cancel",
+                    kind=tracing.SpanKind.CLIENT,
+                    venue=acked.spec.venue.value,
+                    order_id=acked.order_id,
+                ),
+                metrics.VENUE_REQUEST_SECONDS.labels(acked.spec.venue.value, "cancel").time(),
+            ):
+                await self._venue.cancel(acked)
         return acked
+
+    async def _apply_acks(
+        self, tx: SqlTx, items: Sequence[_Ack], now: datetime
+    ) -> list[Order | Exception | None]:
+        """Record venue acknowledgements (NEW -> OPEN with the venue order id)."""
+        out: list[Order | Exception | None] = []
+        orders = await tx.lock_orders([a.order_id for a in items])
+        changed: dict[str, Order] = {}
+        for order_id, venue_order_id in ((a.order_id, a.venue_order_id) for a in items):
+            order = orders.get(order_id)
+            if order is None:
+                out.append(None)
+                continue
+            if order.status.is_final:
+                acked = (
+                    order if order.venue_order_id else replace(order, venue_order_id=venue_order_id)
+                )
+            else:
+                try:
+                    acked = order.acknowledge(venue_order_id, now)
+                except Exception as exc:  # e.g. a venue id mismatch: this item only
+                    out.append(exc)
+                    continue
+            if acked != order:
+                orders[order_id] = changed[order_id] = acked
+                tx.add_event(ev.OrderUpdated(acked), now)
+                if acked.status is not order.status:
+                    metrics.ORDER_UPDATES.labels(acked.spec.venue.value, acked.status.value).inc()
+            out.append(acked)
+        await tx.update_orders(list(changed.values()))
+        return out
 
     # -- venue reports -------------------------------------------------------------------------
 
+    @tracing.traced("execution.apply_fill")
     async def on_fill(self, report: VenueFill) -> None:
         """Apply a fill exactly once: the unique (venue, trade id) row decides."""
         now = self._now()
+        legs: tuple[Order, ...] = ()
         async with self._store.transaction() as tx:
             order = await tx.order(report.order_id)
             if order is None:
@@ -293,17 +472,20 @@ class ExecutionCommands:
             tx.add_event(ev.FillRecorded(fill), now)
             tx.add_event(ev.PositionUpdated(position), now)
             tx.add_event(ev.PortfolioUpdated(snapshot), now)
-        metrics.FILLS.labels(
-            spec.venue.value, report.liquidity.value if report.liquidity else "UNKNOWN"
-        ).inc()
-        if applied.order.status.is_final:
-            metrics.ORDERS_FINISHED.labels(spec.venue.value, applied.order.status.value).inc()
+            legs = await self._open_bracket_legs(tx, order, applied.order, now)
+        metrics.FILLS.labels(spec.venue.value, spec.product_id, spec.side.value).inc()
+        if applied.order.status is not order.status:
+            metrics.ORDER_UPDATES.labels(spec.venue.value, applied.order.status.value).inc()
+        self._send_legs(legs)
+        if applied.order.bracket_leg in (BracketLeg.TAKE_PROFIT, BracketLeg.STOP_LOSS):
+            await self._cancel_other_leg(applied.order)
 
     async def on_order_done(self, order_id: str, status: OrderStatus, reason: str) -> None:
         await self._finish(order_id, status, reason)
 
     async def _finish(self, order_id: str, status: OrderStatus, reason: str) -> Order | None:
         now = self._now()
+        legs: tuple[Order, ...] = ()
         async with self._store.transaction() as tx:
             order = await tx.order(order_id)
             if order is None or order.status.is_final:
@@ -316,8 +498,45 @@ class ExecutionCommands:
                 done = order.transition(status, now, reason)
             await tx.update_order(done)
             tx.add_event(ev.OrderUpdated(done), now)
-        metrics.ORDERS_FINISHED.labels(done.spec.venue.value, done.status.value).inc()
+            legs = await self._open_bracket_legs(tx, order, done, now)
+        metrics.ORDER_UPDATES.labels(done.spec.venue.value, done.status.value).inc()
+        self._send_legs(legs)
         return done
+
+    # -- bracket orders (venues without native brackets: the paper venue) --------------------
+
+    async def _open_bracket_legs(
+        self, tx: SqlTx, before: Order, after: Order, now: datetime
+    ) -> tuple[Order, ...]:
+        """When a bracket's entry stops working with something filled, commit its take-profit
+        and stop-loss legs (sized to the filled size) in the same transaction: they are
+        intents like any order, sent once committed and recovered after a crash."""
+        if (
+            getattr(self._venue, "native_brackets", False)
+            or after.bracket_leg is not BracketLeg.ENTRY
+            or before.status.is_final
+            or not after.status.is_final
+            or after.filled_size <= 0
+        ):
+            return ()
+        legs = bracket_exit_legs(after, after.filled_size, new_id(), new_id(), now)
+        await tx.insert_orders(legs)
+        for leg in legs:
+            tx.add_event(ev.OrderSubmitted(leg), now)
+        return legs
+
+    def _send_legs(self, legs: Sequence[Order]) -> None:
+        for leg in legs:
+            task = asyncio.create_task(self.send_to_venue(leg))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _cancel_other_leg(self, filled: Order) -> None:
+        """One-cancels-other: a fill of one exit leg cancels its sibling."""
+        name = "take-profit" if filled.bracket_leg is BracketLeg.TAKE_PROFIT else "stop-loss"
+        for leg in await self._store.child_orders(filled.parent_order_id):
+            if leg.order_id != filled.order_id and leg.status.is_working:
+                await self._cancel(leg, f"OCO: the {name} leg filled")
 
     # -- CancelOrder ---------------------------------------------------------------------------
 
@@ -344,7 +563,16 @@ class ExecutionCommands:
         return await self._cancel(order, "cancelled by request")
 
     async def _cancel(self, order: Order, reason: str) -> Order:
-        confirmed = await self._venue.cancel(order)
+        with (
+            tracing.span(
+                "venue.cancel",
+                kind=tracing.SpanKind.CLIENT,
+                venue=order.spec.venue.value,
+                order_id=order.order_id,
+            ),
+            metrics.VENUE_REQUEST_SECONDS.labels(order.spec.venue.value, "cancel").time(),
+        ):
+            confirmed = await self._venue.cancel(order)
         if not confirmed:
             return order
         return await self._finish(order.order_id, OrderStatus.CANCELED, reason) or order

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tradeplane.execution.adapters.sql_store import Page, SqlStore
+from tradeplane.execution.adapters.sql_store import DecisionTotals, Page, SqlStore
 from tradeplane.execution.domain.accounts import Account
 from tradeplane.execution.domain.decisions import Decision
 from tradeplane.execution.domain.fills import Fill
@@ -225,6 +225,13 @@ class ExecutionQueries:
         )
         return items[:limit], _next(
             items, limit, lambda b: _us(b.time), lambda b: b.block_id, filters
+        )
+
+    async def summarize_decisions(
+        self, account_id: str, window: TimeWindow
+    ) -> list[DecisionTotals]:
+        return await self._store.summarize_decisions(
+            account_id=account_id, start_us=window.start_us, end_us=window.end_us
         )
 
     async def list_decisions(

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select, union_all
+from sqlalchemy import func, or_, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -108,6 +108,14 @@ class SqlCandleRepository:
     async def open_candles(self, product_id: str) -> list[Candle]:
         """Candles not closed yet (the current bucket of each interval)."""
         query = select(*_COLUMNS).where(t.c.product_id == product_id, t.c.closed.is_(False))
+        async with self._engine.connect() as conn:
+            return [row_to_candle(r) for r in await conn.execute(query)]
+
+    async def carry_candles(self, product_id: str, since: int) -> list[Candle]:
+        """Candles not closed yet, or starting at or after `since`."""
+        query = select(*_COLUMNS).where(
+            t.c.product_id == product_id, or_(t.c.closed.is_(False), t.c.start >= since)
+        )
         async with self._engine.connect() as conn:
             return [row_to_candle(r) for r in await conn.execute(query)]
 

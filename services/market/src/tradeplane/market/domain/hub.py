@@ -64,6 +64,10 @@ class Subscription(Generic[T]):
         return len(self._queue)
 
     @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
     def active(self) -> bool:
         return not (self._closed or self._fell_behind)
 

@@ -19,10 +19,11 @@ from tradeplane.market.adapters.venues.coinbase.refill import GapRefiller
 from tradeplane.market.adapters.venues.coinbase.websocket import CoinbaseFeed
 from tradeplane.market.domain.candles import Candle
 from tradeplane.market.domain.hub import StreamHub
+from tradeplane.market.domain.order_book import BookChange, LiveBook
 from tradeplane.market.domain.products import catalog_products
 from tradeplane.market.domain.simulation import SimulatedMarket
 from tradeplane.market.domain.ticks import Tick
-from tradeplane.market.entrypoints.grpc_servicer import MarketServicer
+from tradeplane.market.entrypoints.grpc_servicer import MarketServicer, add_to_server
 from tradeplane.market.entrypoints.settings import MarketSettings
 from tradeplane.market.migrations import MIGRATIONS_DIR
 from tradeplane.market.service_layer import metrics
@@ -35,7 +36,7 @@ from tradeplane.runtime.cache import Cache, create_cache
 from tradeplane.runtime.cli import service_main
 from tradeplane.runtime.db import create_engine, run_migrations
 from tradeplane.runtime.server import GrpcService
-from trading.market.v1 import market_pb2, market_pb2_grpc
+from trading.market.v1 import market_pb2
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,13 @@ def build(settings: MarketSettings) -> MarketApp:
     if settings.market_feed == "coinbase":
         feed, rest = _coinbase_feed(settings, repo)
     elif settings.market_feed == "replay":
-        assert settings.market_replay_path is not None  # checked by MarketSettings
         feed = ReplayFeed(
-            settings.market_replay_path, settings.product_ids, speed=settings.market_replay_speed
+            settings.replay_paths,
+            settings.product_ids,
+            speed=settings.market_replay_speed,
+            fmt=settings.market_replay_format,
+            data=settings.market_replay_data,
+            bar_seconds=settings.market_replay_bar_seconds,
         )
     else:
         market = SimulatedMarket(
@@ -90,6 +95,23 @@ def build(settings: MarketSettings) -> MarketApp:
         queue_size=settings.market_candle_queue_size,
         on_drop=lambda reason: metrics.SUBSCRIBERS_DROPPED.labels("candles", reason).inc(),
     )
+    book_hub: StreamHub[BookChange] | None = None
+    live_books = None
+    if isinstance(feed, CoinbaseFeed) and "level2" in settings.coinbase_channels:
+        hub = book_hub = StreamHub(
+            "books",
+            replay_size=1,
+            queue_size=settings.market_book_queue_size,
+            on_drop=lambda reason: metrics.SUBSCRIBERS_DROPPED.labels("books", reason).inc(),
+        )
+        live_books = feed.books
+
+        def publish_book(book: LiveBook, replaced: bool) -> None:
+            change = BookChange(book.product_id, replaced, book.time or feed.now())
+            book.seq = hub.publish(book.product_id, change).seq
+
+        feed.on_book = publish_book
+        metrics.STREAM_SUBSCRIBERS.labels("books").set_function(lambda: hub.subscriber_count)
     metrics.STREAM_SUBSCRIBERS.labels("ticks").set_function(lambda: tick_hub.subscriber_count)
     metrics.STREAM_SUBSCRIBERS.labels("candles").set_function(lambda: candle_hub.subscriber_count)
     runner = FeedRunner(
@@ -100,14 +122,18 @@ def build(settings: MarketSettings) -> MarketApp:
         repo,
         flush_seconds=settings.market_candle_flush_seconds,
     )
-    queries = MarketQueries(products, repo, cache, last_tick=tick_hub.last)
-    streams = MarketStreams(queries, tick_hub, candle_hub)
+    queries = MarketQueries(products, repo, cache, last_tick=tick_hub.last, live_books=live_books)
+    streams = MarketStreams(queries, tick_hub, candle_hub, book_hub)
     servicer = MarketServicer(
-        queries, streams, server.shutdown_event, batch_max=settings.market_stream_batch_max
+        queries,
+        streams,
+        server.shutdown_event,
+        batch_max=settings.market_stream_batch_max,
+        flush_seconds=settings.market_stream_flush_seconds,
     )
     server.add_service(
         market_pb2.DESCRIPTOR.services_by_name["MarketService"],
-        lambda s: market_pb2_grpc.add_MarketServiceServicer_to_server(servicer, s),
+        lambda s: add_to_server(servicer, s),
     )
     app = MarketApp(
         settings, server, engine, cache, feed, tick_hub, candle_hub, runner, queries, streams
@@ -117,6 +143,8 @@ def build(settings: MarketSettings) -> MarketApp:
         await server.shutdown_event.wait()
         tick_hub.close_all()
         candle_hub.close_all()
+        if book_hub is not None:
+            book_hub.close_all()
 
     async def startup() -> None:
         began = time.perf_counter()

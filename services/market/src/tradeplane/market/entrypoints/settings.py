@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from tradeplane.market.adapters.replay_feed import ReplayFormatError, check_recording
 from tradeplane.market.adapters.venues.coinbase.config import (
     DEFAULT_CHANNELS,
     DEFAULT_REST_URL,
@@ -32,12 +33,20 @@ class MarketSettings(ServiceSettings):
     market_tick_queue_size: int = Field(10_000, ge=1)  # per StreamTicks subscriber
     market_candle_replay_size: int = Field(1_000, ge=1)  # candle updates per product/interval
     market_candle_queue_size: int = Field(1_000, ge=1)  # per StreamCandles subscriber
+    market_book_queue_size: int = Field(1_000, ge=1)  # per StreamOrderBook subscriber (level2)
     market_stream_batch_max: int = Field(1_000, ge=1)  # ticks per StreamTicks message at most
+    # StreamTicks: after each message a stream waits this long; what arrives meanwhile goes
+    # out as one batch (0 = send as soon as anything is queued).
+    market_stream_flush_seconds: float = Field(0.005, ge=0, le=1)
     market_candle_flush_seconds: float = Field(1.0, gt=0)  # batched candle writes
-    # MARKET_REPLAY_PATH: trades CSV for MARKET_FEED=replay; MARKET_REPLAY_SPEED: 0 = as fast
-    # as possible, 1 = recorded speed, N = N times faster.
-    market_replay_path: Path | None = None
+    # MARKET_FEED=replay: MARKET_REPLAY_PATH, comma-separated files played in order (trades or
+    # candles, CSV or Parquet; adapters/replay_feed.py); MARKET_REPLAY_SPEED: 0 = as fast as
+    # possible, 1 = recorded speed, N = N times faster.
+    market_replay_path: str | None = None
     market_replay_speed: float = Field(0.0, ge=0)
+    market_replay_format: Literal["auto", "csv", "parquet"] = "auto"  # auto: by extension
+    market_replay_data: Literal["auto", "trades", "candles"] = "auto"  # auto: by columns
+    market_replay_bar_seconds: float = Field(60.0, gt=0)  # width of each replayed candle
     # MARKET_FEED=coinbase: the Advanced Trade market-data WebSocket and REST candles (refills).
     market_coinbase_ws_url: str = DEFAULT_WS_URL
     market_coinbase_rest_url: str = DEFAULT_REST_URL
@@ -65,11 +74,20 @@ class MarketSettings(ServiceSettings):
     @model_validator(mode="after")
     def _replay_needs_a_file(self) -> MarketSettings:
         if self.market_feed == "replay":
-            if self.market_replay_path is None:
+            if not self.replay_paths:
                 raise ValueError("MARKET_REPLAY_PATH is required when MARKET_FEED=replay")
-            if not self.market_replay_path.is_file():
-                raise ValueError(f"MARKET_REPLAY_PATH {self.market_replay_path} is not a file")
+            try:
+                check_recording(
+                    self.replay_paths, self.market_replay_format, self.market_replay_data
+                )
+            except ReplayFormatError as exc:
+                raise ValueError(f"MARKET_REPLAY_PATH: {exc}") from None
         return self
+
+    @property
+    def replay_paths(self) -> list[Path]:
+        raw = self.market_replay_path or ""
+        return [Path(p.strip()) for p in raw.split(",") if p.strip()]
 
     @model_validator(mode="after")
     def _coinbase_settings(self) -> MarketSettings:

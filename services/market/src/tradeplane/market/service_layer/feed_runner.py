@@ -18,12 +18,12 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from tradeplane.market.domain.candles import Candle, CandleAggregator, Trade, TradeTooLate
 from tradeplane.market.domain.history import merge_candles
 from tradeplane.market.domain.hub import StreamHub
-from tradeplane.market.domain.intervals import Interval
+from tradeplane.market.domain.intervals import Interval, epoch_seconds
 from tradeplane.market.domain.products import Product
 from tradeplane.market.domain.ticks import Tick
 from tradeplane.market.service_layer import metrics
@@ -51,13 +51,15 @@ class FeedRunner:
         flush_seconds: float = 1.0,
         max_backoff_seconds: float = 30.0,
         clock: Callable[[], datetime] | None = None,
+        correction_window: timedelta = timedelta(days=2),
     ) -> None:
         self.feed = feed
         self.products = list(products)
         self.tick_hub = tick_hub
         self.candle_hub = candle_hub
         self.repo = repo
-        self.aggregator = CandleAggregator()
+        self.correction_window = correction_window  # how late a trade may still correct
+        self.aggregator = CandleAggregator(retention=correction_window)
         self.publish_seconds = publish_seconds
         self.flush_seconds = flush_seconds
         self.max_backoff_seconds = max_backoff_seconds
@@ -66,7 +68,13 @@ class FeedRunner:
         self.restarts = 0
         self.last_error: str | None = None
         self.last_ticks: dict[str, Tick] = {}
-        self._carry: dict[tuple[str, Interval], Candle] = {}
+        # Stored open candles from before start, by bucket (every interval, any number of
+        # buckets). Kept after their bucket closes, until late trades can no longer reach it,
+        # so a late trade corrects the joined candle instead of overwriting the stored part.
+        self._carry: dict[CandleKey, Candle] = {}
+        self._carry_joined: set[CandleKey] = set()  # carried buckets that have live trades too
+        self._carry_open: set[CandleKey] = set()  # carried buckets not closed yet
+        self._next_prune: datetime | None = None
         self._to_publish: dict[CandleKey, Candle] = {}
         self._to_save: dict[CandleKey, Candle] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -75,10 +83,15 @@ class FeedRunner:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Load the stored open candles (to continue them) and start both tasks."""
+        """Load the stored open candles (to continue them) and the recent closed ones (for late
+        trades to correct), then start both tasks."""
+        since = epoch_seconds(self.clock()) - int(self.correction_window.total_seconds())
         for product in self.products:
-            for candle in await self.repo.open_candles(product.product_id):
-                self._carry[(candle.product_id, candle.interval)] = candle
+            for candle in await self.repo.carry_candles(product.product_id, since):
+                key = (candle.product_id, candle.interval, candle.start)
+                self._carry[key] = candle
+                if not candle.closed:
+                    self._carry_open.add(key)
         self._last_flush = time.monotonic()
         self._tasks = [
             asyncio.create_task(self._supervise_feed(), name="market-feed"),
@@ -157,18 +170,12 @@ class FeedRunner:
 
     def _with_carry(self, candle: Candle) -> Candle:
         """Join a live candle with the stored part of the same bucket (from before start)."""
-        key = (candle.product_id, candle.interval)
+        key = (candle.product_id, candle.interval, candle.start)
         carry = self._carry.get(key)
         if carry is None:
             return candle
-        if carry.start == candle.start:
-            if candle.closed:
-                del self._carry[key]
-            return merge_candles(carry, candle)
-        if carry.start < candle.start:  # the stored bucket is over: close it as it is
-            del self._carry[key]
-            self._changed(replace(carry, closed=True))
-        return candle
+        self._carry_joined.add(key)
+        return merge_candles(carry, candle)
 
     def _changed(self, candle: Candle) -> None:
         key = (candle.product_id, candle.interval, candle.start)
@@ -178,11 +185,20 @@ class FeedRunner:
     def close_ended(self, now: datetime) -> None:
         for candle in self.aggregator.close_until(now):
             self._changed(self._with_carry(candle))
-        for key, carry in list(self._carry.items()):
-            if carry.end <= now:
-                # Its bucket ended without live trades: close it; later trades start anew.
-                del self._carry[key]
-                self._changed(replace(carry, closed=True))
+        for key in [k for k in self._carry_open if self._carry[k].end <= now]:
+            self._carry_open.discard(key)
+            carry = self._carry[key] = replace(self._carry[key], closed=True)
+            if key not in self._carry_joined:
+                # Its bucket ended without live trades: close the stored part as it is
+                # (with live trades the aggregator's close above wrote the joined one).
+                self._changed(carry)
+        horizon = self.aggregator.horizon
+        if horizon is not None and (self._next_prune is None or horizon >= self._next_prune):
+            self._next_prune = horizon + timedelta(minutes=1)  # a full scan once a minute
+            for key, carry in list(self._carry.items()):
+                if carry.end <= horizon:  # no trade can reach this bucket any more
+                    del self._carry[key]
+                    self._carry_joined.discard(key)
 
     def publish_changed(self) -> None:
         pending, self._to_publish = self._to_publish, {}

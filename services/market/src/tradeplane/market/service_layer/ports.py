@@ -21,6 +21,10 @@ class CandleRepository(Protocol):
     async def open_candles(self, product_id: str) -> list[Candle]:
         """Stored candles not closed yet (the current bucket of each interval)."""
 
+    async def carry_candles(self, product_id: str, since: int) -> list[Candle]:
+        """Stored candles not closed yet, or starting at or after `since` (epoch seconds):
+        what a restarted feed continues or may still correct with late trades."""
+
     async def page_with_warmup(
         self,
         product_id: str,

@@ -19,7 +19,7 @@ from tradeplane.indicators import (
 from tradeplane.market.domain.candles import Candle, CandleArrays
 from tradeplane.market.domain.hub import Sequenced
 from tradeplane.market.domain.intervals import Interval, epoch_seconds
-from tradeplane.market.domain.order_book import OrderBook, simulated_book
+from tradeplane.market.domain.order_book import LiveBook, OrderBook, simulated_book
 from tradeplane.market.domain.products import CATALOG, Product
 from tradeplane.market.domain.ticks import Tick
 from tradeplane.market.service_layer import metrics
@@ -99,11 +99,14 @@ class MarketQueries:
         repo: CandleRepository,
         cache: Cache,
         last_tick: Callable[[str], Sequenced[Tick] | None] = lambda _pid: None,
+        live_books: Mapping[str, LiveBook] | None = None,
     ) -> None:
         self._products = {p.product_id: p for p in sorted(products, key=lambda p: p.product_id)}
         self._repo = repo
         self._cache = cache
         self._last_tick = last_tick
+        # The venue's level2 books (None: the feed has no depth; books are simulated).
+        self.live_books = live_books
 
     def product(self, product_id: str, field_name: str = "product_id") -> Product:
         if not product_id:
@@ -124,9 +127,19 @@ class MarketQueries:
             raise InvalidArgument("depth", f"must be between 0 and {BOOK_MAX_DEPTH}")
         return depth or BOOK_DEFAULT_DEPTH
 
+    def live_book(self, product_id: str) -> LiveBook | None:
+        """The venue's book of the product when it is usable (snapshot received, no gap)."""
+        book = None if self.live_books is None else self.live_books.get(product_id)
+        return book if book is not None and book.ready else None
+
     def order_book(self, product_id: str, depth: int) -> OrderBook:
         product = self.product(product_id)
         depth = self.book_depth(depth)
+        if self.live_books is not None:
+            live = self.live_book(product_id)
+            if live is None:
+                raise Unavailable(f"no order book for {product_id} yet (waiting for a snapshot)")
+            return live.view(depth)
         last = self._last_tick(product_id)
         if last is None:
             raise Unavailable(f"no market data for {product_id} yet")
@@ -182,9 +195,10 @@ class MarketQueries:
         page_start = query.start
         if query.page_token:
             page_start = self._resume_point(query)
-        warmup = max((INDICATORS[name].warmup(params) for name, params in specs), default=0)
-        before, page = await self._repo.page_with_warmup(
-            query.product_id, query.interval, page_start, query.end, size + 1, warmup
+        # The page alone: the warm-up candles are read only when an indicator is computed
+        # (a cache miss), so a cached page costs one query for its candles and nothing more.
+        _, page = await self._repo.page_with_warmup(
+            query.product_id, query.interval, page_start, query.end, size + 1, 0
         )
         next_token = ""
         if len(page) > size:
@@ -201,7 +215,7 @@ class MarketQueries:
             page = page[:size]
         series: list[IndicatorSeries] = []
         if specs and page:
-            series = await self._indicators(query, specs, before, page)
+            series = await self._indicators(query, specs, page)
         return CandlePage(page, series, next_token)
 
     def _resume_point(self, query: CandleQuery) -> int:
@@ -224,7 +238,6 @@ class MarketQueries:
         self,
         query: CandleQuery,
         specs: list[tuple[str, dict[str, float]]],
-        before: list[Candle],
         page: list[Candle],
     ) -> list[IndicatorSeries]:
         """Compute each indicator over its own warm-up + the page, vectorised, and cache the
@@ -233,35 +246,48 @@ class MarketQueries:
         cumulative VWAP (period 0) is anchored at the page's first candle.
 
         Only pages of closed candles are cached (an open candle still changes); the key
-        carries the page's first/last start, its length and the warm-up length, so a
-        corrected or extended range never reads a stale entry."""
+        carries the page's first/last start and its length, so an extended range never reads
+        a stale entry. The warm-up candles are read only on a miss, so a hit costs no query;
+        values cached before older history was inserted under the warm-up (a backfill) stay
+        until the entry's TTL (INDICATOR_CACHE_TTL_SECONDS)."""
         assert query.interval is not None
+        interval = query.interval
         arrays: CandleArrays | None = None
+        before: list[Candle] = []
         computed = 0  # loader calls, to tell cache hits from misses
         cacheable = all(c.closed for c in page)
         first, last = epoch_seconds(page[0].start), epoch_seconds(page[-1].start)
+        longest = max(INDICATORS[name].warmup(params) for name, params in specs)
+
+        async def candles_with_warmup() -> tuple[CandleArrays, int]:
+            """The page plus the longest warm-up, read and built once per request."""
+            nonlocal arrays, before
+            if arrays is None:
+                if longest > 0:
+                    before, _ = await self._repo.page_with_warmup(
+                        query.product_id, interval, first, first, 0, longest
+                    )
+                arrays = CandleArrays.from_candles([*before, *page])
+            return arrays, len(before)
+
         result: list[IndicatorSeries] = []
         for name, params in specs:
             definition = INDICATORS[name]
-            warmup = min(definition.warmup(params), len(before))
 
             async def load(
-                definition: IndicatorDef = definition,
-                params: dict[str, float] = params,
-                warmup: int = warmup,
+                definition: IndicatorDef = definition, params: dict[str, float] = params
             ) -> bytes:
-                nonlocal arrays, computed
+                nonlocal computed
                 computed += 1
-                if arrays is None:  # built once per request, shared by every indicator
-                    arrays = CandleArrays.from_candles([*before, *page])
-                window = arrays[len(before) - warmup :]
-                outputs = definition.compute(window, params)
+                candles, available = await candles_with_warmup()
+                warmup = min(definition.warmup(params), available)
+                outputs = definition.compute(candles[available - warmup :], params)
                 return _pack({k: v[warmup:] for k, v in outputs.items()})
 
             if cacheable:
                 key = (
                     f"ind:{query.product_id}:{query.interval.code}:{spec_key(name, params)}"
-                    f":{first}:{last}:{len(page)}:{warmup}"
+                    f":{first}:{last}:{len(page)}"
                 )
                 misses_before = computed
                 data = await self._cache.get_or_load(key, INDICATOR_CACHE_TTL_SECONDS, load)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from tradeplane.market.domain.candles import Candle
 from tradeplane.market.domain.hub import StreamHub, Subscription
 from tradeplane.market.domain.intervals import Interval
+from tradeplane.market.domain.order_book import BookChange
 from tradeplane.market.domain.ticks import Tick
 from tradeplane.market.service_layer.feed_runner import candle_stream_key
 from tradeplane.market.service_layer.queries import MarketQueries
@@ -15,11 +16,17 @@ from tradeplane.runtime.errors import InvalidArgument
 
 class MarketStreams:
     def __init__(
-        self, queries: MarketQueries, tick_hub: StreamHub[Tick], candle_hub: StreamHub[Candle]
+        self,
+        queries: MarketQueries,
+        tick_hub: StreamHub[Tick],
+        candle_hub: StreamHub[Candle],
+        book_hub: StreamHub[BookChange] | None = None,
     ) -> None:
         self._queries = queries
         self.tick_hub = tick_hub
         self.candle_hub = candle_hub
+        # One message per change of a venue (level2) book, by product; None without level2.
+        self.book_hub = book_hub
 
     def _check_products(self, product_ids: Sequence[str]) -> None:
         if not product_ids:

@@ -80,6 +80,34 @@ class ExecutionFillSource:
         self._token = token
         self._connect_timeout = connect_timeout
 
+    async def fill_pages(self, page_size: int = 1000) -> AsyncIterator[tuple[Fill, ...]]:
+        """Every fill execution keeps (ListFills, all accounts, paged), a page at a time:
+        what the consumer re-posts after a reset (events it never saw are gone)."""
+        channel = create_channel(self._target, token=self._token)
+        try:
+            stub = execution_pb2_grpc.ExecutionServiceStub(channel)
+            token = ""
+            while True:
+                reply = await stub.ListFills(
+                    pb.ListFillsRequest(page_size=page_size, page_token=token),
+                    timeout=self._connect_timeout * 6,
+                )
+                fills = []
+                for f in reply.fills:
+                    try:
+                        fills.append(fill_from_proto(f))
+                    except BadFill as exc:
+                        log.error(
+                            "unreadable fill skipped in recovery",
+                            extra={"fill_id": f.fill_id, "error": str(exc)},
+                        )
+                yield tuple(fills)
+                token = reply.next_page_token
+                if not token:
+                    return
+        finally:
+            await channel.close()
+
     async def batches(
         self, since_seq: int, on_connected: Callable[[], None]
     ) -> AsyncIterator[FillBatch]:
@@ -102,10 +130,13 @@ class ExecutionFillSource:
                         yield FillBatch(since_seq, (), reset=True)
                     continue
                 fills = []
+                contexts = []
                 rejected = 0
                 for event in message.events:
                     if event.WhichOneof("payload") != "fill":
                         continue
+                    if event.trace_context:
+                        contexts.append(dict(event.trace_context))
                     try:
                         fills.append(fill_from_proto(event.fill))
                     except BadFill as exc:
@@ -114,6 +145,8 @@ class ExecutionFillSource:
                             "unreadable fill event skipped",
                             extra={"seq": event.seq, "error": str(exc)},
                         )
-                yield FillBatch(message.events[-1].seq, tuple(fills), message.reset, rejected)
+                yield FillBatch(
+                    message.events[-1].seq, tuple(fills), message.reset, rejected, tuple(contexts)
+                )
         finally:
             await channel.close()

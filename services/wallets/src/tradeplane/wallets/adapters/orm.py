@@ -26,6 +26,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -171,6 +172,7 @@ reconciliation_runs = Table(
     Column("checked_count", Integer, nullable=False),
     Column("venue_calls", Integer, nullable=False),
     Column("error", String(1000), nullable=False),
+    Column("venue_stale", Boolean, nullable=False, server_default=false()),
     Column("last_seq", BigInteger, nullable=False),
     Index("ix_reconciliation_runs_start", "start_time", "run_id"),
 )

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from tradeplane.wallets.adapters.venue_cache import VENUE_CALLS, VENUE_REQUEST_SECONDS
 from tradeplane.wallets.domain.ledger import EntryKind
 from tradeplane.wallets.domain.reconciliation import VenueBalance
 from tradeplane.wallets.domain.wallets import Venue, Wallet, WalletKind
@@ -36,9 +37,12 @@ class PaperVenueBalances:
 
     async def fetch(self, wallets: Sequence[Wallet], *, force_refresh: bool) -> VenueSnapshot:
         now = self._clock()
-        rows = await self._ledger.ledger_balances(
-            [w.wallet_id for w in wallets], exclude_kinds=[EntryKind.ADJUSTMENT]
-        )
+        # Counted like a real venue's call, so the venue panels cover the embedded default.
+        with VENUE_REQUEST_SECONDS.labels("paper", "balances").time():
+            rows = await self._ledger.ledger_balances(
+                [w.wallet_id for w in wallets], exclude_kinds=[EntryKind.ADJUSTMENT]
+            )
+        VENUE_CALLS.labels("paper", "balances", "ok").inc()
         return VenueSnapshot(
             tuple(VenueBalance(b.wallet_id, b.currency, b.available, b.hold, now) for b in rows),
             calls=1,

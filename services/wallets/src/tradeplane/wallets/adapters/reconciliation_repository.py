@@ -56,6 +56,7 @@ class SqlReconciliationStore:
                     "checked_count": run.checked_count,
                     "venue_calls": run.venue_calls,
                     "error": run.error[:1000],
+                    "venue_stale": run.venue_stale,
                 }
                 if not run.finished:
                     await conn.execute(
@@ -129,6 +130,7 @@ class SqlReconciliationStore:
                 discrepancies=() if running else tuple(found[row.run_id]),
                 venue_calls=0 if running else row.venue_calls,
                 error="" if running else row.error,
+                venue_stale=False if running else bool(row.venue_stale),
             )
 
         if seqs:

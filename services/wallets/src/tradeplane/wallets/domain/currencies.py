@@ -59,6 +59,17 @@ def format_amount(amount: Decimal) -> str:
     return "0" if text in ("-0", "0") else text
 
 
+def amount_text(value: Decimal) -> str:
+    """format_amount without a decimal context: plain notation, no trailing zeros (hot path:
+    three per balance, thousands per ListWallets page)."""
+    if not value:
+        return "0"
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
 def parse_amount(text: str, field: str) -> Decimal:
     """A decimal string from the API -> Decimal; InvalidArgument naming `field` otherwise."""
     try:

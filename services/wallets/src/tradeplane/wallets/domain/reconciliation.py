@@ -146,6 +146,7 @@ class ReconciliationRun:
     comparisons: tuple[Discrepancy, ...] = ()
     venue_calls: int = 0
     error: str = ""
+    venue_stale: bool = False  # some venue balance came from a stale cache
 
     def __post_init__(self) -> None:
         require_aware(self.start_time, "start_time")
@@ -179,7 +180,12 @@ class ReconciliationRun:
             raise ValueError(f"reconciliation run {self.run_id} is already {self.status}")
 
     def finish(
-        self, comparisons: Iterable[Discrepancy], *, end_time: datetime, venue_calls: int = 0
+        self,
+        comparisons: Iterable[Discrepancy],
+        *,
+        end_time: datetime,
+        venue_calls: int = 0,
+        venue_stale: bool = False,
     ) -> ReconciliationRun:
         self._ensure_running()
         done = tuple(comparisons)
@@ -194,6 +200,7 @@ class ReconciliationRun:
             end_time=require_aware(end_time, "end_time"),
             comparisons=done,
             venue_calls=venue_calls,
+            venue_stale=venue_stale or any(d.venue_stale for d in done),
         )
 
     def fail(self, error: str, *, end_time: datetime, venue_calls: int = 0) -> ReconciliationRun:
@@ -218,6 +225,9 @@ def reconcile(
     venue_calls: int = 0,
 ) -> ReconciliationRun:
     """Compare the run's wallets and return the finished run."""
+    venue = list(venue)
+    wanted = set(run.wallet_ids)
+    stale = any(v.stale for v in venue if v.wallet_id in wanted)
     comparisons = compare_balances(
         ledger,
         venue,
@@ -225,4 +235,4 @@ def reconcile(
         default_tolerance=default_tolerance,
         wallet_ids=set(run.wallet_ids),
     )
-    return run.finish(comparisons, end_time=end_time, venue_calls=venue_calls)
+    return run.finish(comparisons, end_time=end_time, venue_calls=venue_calls, venue_stale=stale)

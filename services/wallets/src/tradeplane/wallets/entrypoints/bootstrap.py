@@ -9,14 +9,27 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tradeplane.runtime.cache import Cache, create_cache
 from tradeplane.runtime.cli import service_main
 from tradeplane.runtime.db import create_engine, run_migrations
 from tradeplane.runtime.errors import AlreadyExists
 from tradeplane.runtime.server import GrpcService
+from tradeplane.wallets.adapters.chain import (
+    EvmToken,
+    EvmVenueBalances,
+    JsonRpcClient,
+    SolanaVenueBalances,
+)
+from tradeplane.wallets.adapters.coinbase_accounts import (
+    CoinbaseAccountsClient,
+    CoinbaseVenueBalances,
+    Signer,
+)
 from tradeplane.wallets.adapters.execution_events import ExecutionFillSource
 from tradeplane.wallets.adapters.ledger_repository import SqlLedgerStore
 from tradeplane.wallets.adapters.paper_venue import PaperVenueBalances
 from tradeplane.wallets.adapters.reconciliation_repository import SqlReconciliationStore
+from tradeplane.wallets.adapters.venue_cache import VenueCache
 from tradeplane.wallets.domain.currencies import default_catalog
 from tradeplane.wallets.domain.wallets import Venue, Wallet, WalletKind
 from tradeplane.wallets.entrypoints.grpc_servicer import WalletsServicer
@@ -36,6 +49,8 @@ from trading.wallets.v1 import wallets_pb2, wallets_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+DEFAULT_COINBASE_REST_URL = "https://api.coinbase.com"
+
 
 @dataclass
 class WalletsApp:
@@ -47,6 +62,7 @@ class WalletsApp:
     ledger: WalletsLedger
     reconciler: Reconciler
     consumer: FillConsumer | None
+    venue_cache: Cache | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start_consumer(self) -> None:
@@ -71,6 +87,56 @@ class WalletsApp:
                 )
 
 
+def coinbase_signer(settings: WalletsSettings) -> Signer | None:
+    key, secret = settings.coinbase_api_key, settings.coinbase_api_secret
+    if key is None or secret is None:
+        return None
+    from tradeplane.coinbase.jwt import rest_jwt
+
+    return lambda method, url: rest_jwt(key, secret, method, url)
+
+
+def external_venues(settings: WalletsSettings, cache: Cache) -> list[VenueBalances]:
+    """Coinbase when a key or URL is configured; each chain when its node is set."""
+    stale_ttl = settings.wallets_venue_stale_ttl_seconds
+    venues: list[VenueBalances] = []
+    if settings.coinbase_api_key is not None or settings.wallets_coinbase_rest_url:
+        client = CoinbaseAccountsClient(
+            settings.wallets_coinbase_rest_url or DEFAULT_COINBASE_REST_URL,
+            signer=coinbase_signer(settings),
+            page_limit=settings.wallets_coinbase_page_limit,
+            timeout_seconds=settings.wallets_coinbase_timeout_seconds,
+        )
+        venues.append(
+            CoinbaseVenueBalances(
+                client,
+                VenueCache(cache, "coinbase", stale_ttl_seconds=stale_ttl),
+                ttl_seconds=settings.wallets_coinbase_accounts_ttl_seconds,
+            )
+        )
+    chain_ttl = settings.wallets_chain_ttl_seconds
+    if settings.wallets_solana_rpc_url:
+        venues.append(
+            SolanaVenueBalances(
+                JsonRpcClient(settings.wallets_solana_rpc_url),
+                VenueCache(cache, "solana", stale_ttl_seconds=stale_ttl),
+                ttl_seconds=chain_ttl,
+                tokens=settings.solana_tokens,
+            )
+        )
+    if settings.wallets_evm_rpc_url:
+        venues.append(
+            EvmVenueBalances(
+                JsonRpcClient(settings.wallets_evm_rpc_url),
+                VenueCache(cache, "evm", stale_ttl_seconds=stale_ttl),
+                ttl_seconds=chain_ttl,
+                tokens=[EvmToken(*t) for t in settings.evm_tokens],
+                native_currency=settings.wallets_evm_native_currency.upper(),
+            )
+        )
+    return venues
+
+
 def build(
     settings: WalletsSettings,
     *,
@@ -85,14 +151,19 @@ def build(
     catalog = default_catalog()
     ledger = WalletsLedger(store, catalog, clock=clock)
     tolerances = {**catalog.tolerances(), **settings.tolerance_overrides}
+    venue_cache: Cache | None = None
+    if venues is None:
+        venue_cache = create_cache(settings, name="venues")
+        venues = [PaperVenueBalances(ledger, clock), *external_venues(settings, venue_cache)]
     reconciler = Reconciler(
         ledger,
         SqlReconciliationStore(engine),
-        venues if venues is not None else [PaperVenueBalances(ledger, clock)],
+        venues,
         tolerances=tolerances,
         default_tolerance=settings.wallets_reconcile_default_tolerance,
         clock=clock,
         poll_seconds=settings.wallets_stream_poll_seconds,
+        max_concurrent=settings.wallets_reconcile_concurrency,
     )
     if fill_source is None and settings.execution_addr:
         token = settings.wallets_execution_token
@@ -113,7 +184,7 @@ def build(
         wallets_pb2.DESCRIPTOR.services_by_name["WalletsService"],
         lambda s: wallets_pb2_grpc.add_WalletsServiceServicer_to_server(servicer, s),
     )
-    app = WalletsApp(settings, server, engine, ledger, reconciler, consumer)
+    app = WalletsApp(settings, server, engine, ledger, reconciler, consumer, venue_cache)
 
     async def startup() -> None:
         await asyncio.to_thread(run_migrations, settings.database_url, MIGRATIONS_DIR)
@@ -134,6 +205,12 @@ def build(
         # The runtime has already waited for the handlers of cancelled calls to return, so
         # none reads from the engine after it is disposed.
         await app.stop_tasks()
+        for venue in venues:
+            close = getattr(venue, "aclose", None)
+            if close is not None:
+                await close()
+        if venue_cache is not None:
+            await venue_cache.close()
         await engine.dispose()
 
     server.on_startup(startup)

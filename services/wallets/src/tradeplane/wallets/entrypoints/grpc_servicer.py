@@ -17,6 +17,8 @@ from tradeplane.wallets.service_layer.reconciliation import Reconciler
 from trading.wallets.v1 import wallets_pb2 as pb
 from trading.wallets.v1 import wallets_pb2_grpc
 
+MAX_SEQ = 2**63 - 1  # sequence numbers are stored as BIGINT
+
 
 class WalletsServicer(wallets_pb2_grpc.WalletsServiceServicer):
     def __init__(
@@ -39,11 +41,11 @@ class WalletsServicer(wallets_pb2_grpc.WalletsServiceServicer):
             venue = mapping.VENUE_FROM_PROTO.get(request.venue)
             if venue is None:
                 raise InvalidArgument("venue", f"unknown venue {request.venue}")
-        views, token = await self._ledger.list_wallets(
+        rows, token = await self._ledger.wallet_listing(
             venue=venue, page_size_=request.page_size, page_token=request.page_token
         )
         return pb.ListWalletsResponse(
-            wallets=[mapping.wallet_to_proto(v) for v in views], next_page_token=token
+            wallets=[mapping.listing_to_proto(r) for r in rows], next_page_token=token
         )
 
     async def GetWallet(self, request: pb.GetWalletRequest, context: Any) -> pb.GetWalletResponse:
@@ -161,6 +163,8 @@ class WalletsServicer(wallets_pb2_grpc.WalletsServiceServicer):
         self, request: pb.StreamReconciliationsRequest, context: Any
     ) -> AsyncIterator[pb.StreamReconciliationsResponse]:
         since = request.since_seq if request.HasField("since_seq") else None
+        if since is not None and since > MAX_SEQ:
+            raise InvalidArgument("since_seq", f"must be at most {MAX_SEQ}")
         async for runs, reset in self._reconciler.stream(since, self._shutdown):
             yield pb.StreamReconciliationsResponse(
                 runs=[mapping.run_to_proto(r) for r in runs], reset=reset

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from decimal import Decimal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from tradeplane.runtime.errors import InvalidArgument
 from tradeplane.wallets.domain.balances import WalletBalance
-from tradeplane.wallets.domain.currencies import format_amount, parse_amount
+from tradeplane.wallets.domain.currencies import amount_text, format_amount, parse_amount
 from tradeplane.wallets.domain.ledger import EntryKind, JournalEntry
 from tradeplane.wallets.domain.reconciliation import (
     Discrepancy,
@@ -20,6 +19,7 @@ from tradeplane.wallets.domain.reconciliation import (
 from tradeplane.wallets.domain.transfers import TransferKind, TransferRequest
 from tradeplane.wallets.domain.wallets import Venue, Wallet, WalletKind
 from tradeplane.wallets.service_layer.ledger import EntryFilter, WalletView, new_wallet_id
+from tradeplane.wallets.service_layer.ports import WalletListing
 from tradeplane.wallets.service_layer.reconciliation import RunFilter, RunRecord
 from trading.common.v1 import common_pb2
 from trading.wallets.v1 import wallets_pb2 as pb
@@ -91,17 +91,6 @@ def time_range(message: object, field: str) -> tuple[datetime | None, datetime |
     return start, end
 
 
-def amount_text(value: Decimal) -> str:
-    """format_amount without a decimal context: plain notation, no trailing zeros (hot path:
-    three per balance, thousands per ListWallets page)."""
-    if not value:
-        return "0"
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text
-
-
 def balance_to_proto(b: WalletBalance, as_of: datetime | None = None) -> pb.Balance:
     msg = pb.Balance(
         wallet_id=b.wallet_id,
@@ -126,6 +115,38 @@ def venue_balance_to_proto(b: VenueBalance) -> pb.Balance:
         source=pb.BALANCE_SOURCE_VENUE,
         as_of=timestamp(b.as_of),
         stale=b.stale,
+    )
+
+
+KIND_VALUE_TO_PROTO = {k.value: v for k, v in KIND_TO_PROTO.items()}
+VENUE_VALUE_TO_PROTO = {k.value: v for k, v in VENUE_TO_PROTO.items()}
+
+
+def listing_to_proto(w: WalletListing) -> pb.Wallet:
+    """ListWallets' hot path: text and ints straight into the message."""
+    ledger = pb.BALANCE_SOURCE_LEDGER
+    wallet_id = w.wallet_id
+    return pb.Wallet(
+        wallet_id=wallet_id,
+        display_name=w.display_name,
+        kind=KIND_VALUE_TO_PROTO[w.kind],
+        venue=VENUE_VALUE_TO_PROTO[w.venue],
+        account_id=w.account_id,
+        address=w.address,
+        chain=w.chain,
+        read_only=w.read_only,
+        balances=[
+            pb.Balance(
+                wallet_id=wallet_id,
+                currency=c,
+                total=t,
+                available=a,
+                hold=h,
+                source=ledger,
+            )
+            for c, a, h, t in w.balances
+        ],
+        create_time=Timestamp(seconds=w.create_seconds, nanos=w.create_nanos),
     )
 
 
@@ -269,6 +290,7 @@ def run_to_proto(r: RunRecord) -> pb.ReconciliationRun:
         discrepancies=[discrepancy_to_proto(d) for d in r.discrepancies],
         venue_calls=r.venue_calls,
         error=r.error,
+        venue_stale=r.venue_stale,
         start_time=timestamp(r.start_time),
     )
     if r.end_time is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from tradeplane.runtime.config import ServiceSettings
 from tradeplane.runtime.errors import InvalidArgument
@@ -38,6 +38,27 @@ def parse_currency_amounts(value: str, *, allow_zero: bool) -> dict[str, Decimal
     return result
 
 
+def parse_tokens(value: str, *, with_decimals: bool) -> list[tuple[str, str, int]]:
+    """ "USDC=0xA0b8...:6" -> [("USDC", "0xA0b8...", 6)]; without decimals they are 0."""
+    result = []
+    for part in (p.strip() for p in value.split(",")):
+        if not part:
+            continue
+        code, sep, rest = part.partition("=")
+        code = code.strip().upper()
+        if not sep or not rest.strip():
+            raise ValueError(f"{part!r} is not CURRENCY=TOKEN")
+        try:
+            check_currency_code(code)
+        except InvalidArgument as exc:
+            raise ValueError(exc.message) from None
+        token, _, decimals = rest.strip().partition(":")
+        if with_decimals and not decimals.isdigit():
+            raise ValueError(f"{part!r}: decimals must be given as CURRENCY=0xCONTRACT:DECIMALS")
+        result.append((code, token, int(decimals) if decimals else 0))
+    return result
+
+
 class WalletsSettings(ServiceSettings):
     service_name: str = "wallets"
     grpc_port: int = 50053  # GRPC_PORT
@@ -66,8 +87,47 @@ class WalletsSettings(ServiceSettings):
     wallets_reconcile_tolerances: str = ""
     # Tolerance of currencies without one (built-in or configured).
     wallets_reconcile_default_tolerance: Decimal = Field(Decimal(0), ge=0)
+    # Reconciliation runs executing at once per process (more Reconcile calls wait their turn).
+    wallets_reconcile_concurrency: int = Field(4, ge=1)
     # How often an idle StreamReconciliations checks for runs stored by other replicas.
     wallets_stream_poll_seconds: float = Field(1.0, gt=0)
+
+    # Venue balances (reconciliation, ListBalances source=VENUE) go through the cache
+    # (REDIS_URL: shared by replicas; unset: in-process).
+    wallets_venue_stale_ttl_seconds: float = Field(86_400.0, gt=0)  # stale copy kept this long
+    # Coinbase Advanced Trade accounts API for COINBASE wallets: used when COINBASE_API_KEY
+    # or this URL is set (default then https://api.coinbase.com); else no Coinbase source.
+    wallets_coinbase_rest_url: str | None = None
+    wallets_coinbase_accounts_ttl_seconds: float = Field(30.0, gt=0)
+    wallets_coinbase_page_limit: int = Field(250, ge=1, le=250)
+    wallets_coinbase_timeout_seconds: float = Field(10.0, gt=0)
+    coinbase_api_key: SecretStr | None = None  # COINBASE_API_KEY (a Kubernetes Secret)
+    coinbase_api_secret: SecretStr | None = None  # COINBASE_API_SECRET
+    # Read-only on-chain wallets: JSON-RPC nodes (unset = that chain is not monitored).
+    wallets_chain_ttl_seconds: float = Field(30.0, gt=0)
+    wallets_solana_rpc_url: str | None = None
+    wallets_solana_tokens: str = ""  # CURRENCY=MINT,... e.g. "USDC=EPjFWdd5..."
+    wallets_evm_rpc_url: str | None = None
+    wallets_evm_native_currency: str = "ETH"
+    wallets_evm_tokens: str = ""  # CURRENCY=0xCONTRACT:DECIMALS,...
+
+    @model_validator(mode="after")
+    def _coinbase_key_pair(self) -> WalletsSettings:
+        if (self.coinbase_api_key is None) != (self.coinbase_api_secret is None):
+            raise ValueError("set both COINBASE_API_KEY and COINBASE_API_SECRET, or neither")
+        return self
+
+    @field_validator("wallets_solana_tokens")
+    @classmethod
+    def _solana_tokens(cls, value: str) -> str:
+        parse_tokens(value, with_decimals=False)
+        return value
+
+    @field_validator("wallets_evm_tokens")
+    @classmethod
+    def _evm_tokens(cls, value: str) -> str:
+        parse_tokens(value, with_decimals=True)
+        return value
 
     @field_validator("wallets_default_wallet_id")
     @classmethod
@@ -92,6 +152,16 @@ class WalletsSettings(ServiceSettings):
     @property
     def initial_deposits(self) -> dict[str, Decimal]:
         return parse_currency_amounts(self.wallets_initial_deposits, allow_zero=False)
+
+    @property
+    def solana_tokens(self) -> dict[str, str]:
+        """mint -> currency."""
+        return {t: c for c, t, _ in parse_tokens(self.wallets_solana_tokens, with_decimals=False)}
+
+    @property
+    def evm_tokens(self) -> list[tuple[str, str, int]]:
+        """(currency, contract, decimals)."""
+        return parse_tokens(self.wallets_evm_tokens, with_decimals=True)
 
     @property
     def tolerance_overrides(self) -> dict[str, Decimal]:

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import grpc
 
+from tradeplane.runtime import tracing
+from tradeplane.wallets.domain.fills import Fill
 from tradeplane.wallets.service_layer import metrics
 from tradeplane.wallets.service_layer.ledger import WalletsLedger
 from tradeplane.wallets.service_layer.ports import FillBatch
@@ -31,6 +33,10 @@ class FillSource(Protocol):
     def batches(
         self, since_seq: int, on_connected: Callable[[], None]
     ) -> AsyncIterator[FillBatch]: ...
+
+    def fill_pages(self) -> AsyncIterator[tuple[Fill, ...]]:
+        """Every fill the source still has (ListFills), page by page."""
+        ...
 
 
 class FillConsumer:
@@ -55,6 +61,25 @@ class FillConsumer:
         self.connected = value
         metrics.FILL_CONSUMER_CONNECTED.set(1 if value else 0)
 
+    async def _recover(self, cursor: int) -> None:
+        """Execution no longer has the events after our cursor: post every fill it still
+        lists (ListFills). Idempotency keys (by venue trade id) make the ones already in the
+        ledger replays, so exactly the missing ones are posted; the cursor stays put (the
+        stream's next batch moves it)."""
+        log.warning(
+            "execution no longer retains events after our cursor; recovering from ListFills",
+            extra={"cursor": cursor},
+        )
+        recovered = 0
+        async for page in self._source.fill_pages():
+            if page:
+                recovered += await self._ledger.post_fills(
+                    FillBatch(cursor, page), consumer=self._name
+                )
+        self.posted += recovered
+        metrics.FILLS_RECOVERED.inc(recovered)
+        log.info("fill recovery done", extra={"recovered": recovered})
+
     async def run(self) -> None:
         """Consume until cancelled."""
         backoff = self._backoff_initial
@@ -74,16 +99,16 @@ class FillConsumer:
                 async for batch in self._source.batches(cursor, connected):
                     if batch.reset:
                         metrics.FILL_STREAM_RESETS.inc()
-                        log.error(
-                            "execution no longer retains events after our cursor; fills in "
-                            "the gap must be recovered from ListFills",
-                            extra={"cursor": cursor},
-                        )
+                        await self._recover(cursor)
                     if batch.rejected:
                         metrics.FILLS_REJECTED.labels("unreadable").inc(batch.rejected)
                     if batch.last_seq <= cursor and not batch.fills:
                         continue
-                    self.posted += await self._ledger.post_fills(batch, consumer=self._name)
+                    # Continues the trace of the fill (links to the others of the batch).
+                    with tracing.continued_span(
+                        "wallets.post_fills", batch.trace_contexts, fills=len(batch.fills)
+                    ):
+                        self.posted += await self._ledger.post_fills(batch, consumer=self._name)
                     cursor = max(cursor, batch.last_seq)
                     metrics.FILL_CONSUMER_CURSOR.set(cursor)
                 log.info("execution ended the event stream; reconnecting")
@@ -106,4 +131,5 @@ class FillConsumer:
                 log.exception("fill consumer failed; retrying")
             self._set_connected(False)
             await asyncio.sleep(backoff)
+            # (the cursor is re-read from the ledger at the top of the loop)
             backoff = min(backoff * 2, self._backoff_max)

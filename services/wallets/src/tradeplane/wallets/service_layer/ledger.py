@@ -33,6 +33,7 @@ from tradeplane.wallets.service_layer.ports import (
     KeyConflict,
     LedgerSession,
     LedgerStore,
+    WalletListing,
 )
 from tradeplane.wallets.service_layer.shielding import run_to_completion
 
@@ -134,6 +135,24 @@ class WalletsLedger:
                 balances = await s.balances(BalanceQuery(wallet_range=span, venue=venue))
         token = encode_token({"w": page[-1].wallet_id}) if len(wallets) > limit else ""
         return self._views(page, balances), token
+
+    async def wallet_listing(
+        self, *, venue: Venue | None, page_size_: int, page_token: str
+    ) -> tuple[list[WalletListing], str]:
+        """ListWallets: a page of wallets with their balances as text, in one statement on
+        Postgres (see the repository), whatever the page size."""
+        limit = page_size(page_size_, default=100, maximum=1000)
+        after = None
+        if page_token:
+            raw = decode_token(page_token).get("w")
+            if not isinstance(raw, str) or not raw:
+                raise InvalidArgument("page_token", "malformed page token")
+            after = raw
+        async with self._store.read() as s:
+            rows = await s.wallet_listing(venue=venue, after=after, limit=limit + 1)
+        page = rows[:limit]
+        token = encode_token({"w": page[-1].wallet_id}) if len(rows) > limit else ""
+        return page, token
 
     @staticmethod
     def _views(wallets: Sequence[Wallet], balances: Sequence[WalletBalance]) -> list[WalletView]:
@@ -257,6 +276,7 @@ class WalletsLedger:
                 to_wallet=to_wallet,
             )
             await s.insert_entries([entry])
+            metrics.count_entries([entry.kind.value])
             return entry
 
     # -- entries -----------------------------------------------------------------------------
@@ -341,6 +361,7 @@ class WalletsLedger:
                 else:
                     metrics.FILLS_REPLAYED.inc()
             await s.insert_entries(new)
+            metrics.count_entries([e.kind.value for e in new])
             await s.set_cursor(consumer, batch.last_seq, now)
         metrics.FILLS_POSTED.inc(posted)
         return posted

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +49,25 @@ class EntryQuery:
     after: tuple[datetime, int] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class WalletListing:
+    """ListWallets' read model: a wallet's stored fields and its ledger balances already as
+    decimal text, (currency, available, hold, total) sorted by currency. No domain objects:
+    a page of 1,000 wallets x 5 currencies must cost milliseconds, not Decimal arithmetic."""
+
+    wallet_id: str
+    display_name: str
+    kind: str
+    venue: str
+    account_id: str
+    address: str
+    chain: str
+    read_only: bool
+    create_seconds: int
+    create_nanos: int
+    balances: tuple[tuple[str, str, str, str], ...]
+
+
 class LedgerSession(Protocol):
     """One transaction on the ledger."""
 
@@ -59,6 +78,9 @@ class LedgerSession(Protocol):
     async def list_wallets(
         self, *, venue: Venue | None, after: str | None, limit: int | None
     ) -> list[Wallet]: ...
+    async def wallet_listing(
+        self, *, venue: Venue | None, after: str | None, limit: int
+    ) -> list[WalletListing]: ...
     async def balances(self, q: BalanceQuery) -> list[WalletBalance]: ...
     async def account_balance(self, account: Account, currency: str) -> Decimal: ...
     async def entries_by_keys(self, keys: Collection[str]) -> dict[str, JournalEntry]: ...
@@ -104,6 +126,8 @@ class FillBatch:
     fills: tuple[Fill, ...]
     reset: bool = False
     rejected: int = 0  # fill events that could not be parsed (logged, skipped)
+    # W3C trace context (traceparent...) of each fill's event, for the ledger-posting span
+    trace_contexts: tuple[Mapping[str, str], ...] = ()
 
 
 class KeyConflict(Exception):

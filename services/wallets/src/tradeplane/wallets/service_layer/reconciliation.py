@@ -15,6 +15,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
+from tradeplane.runtime import tracing
 from tradeplane.runtime.errors import DomainError, FailedPrecondition, InvalidArgument, NotFound
 from tradeplane.wallets.domain.reconciliation import (
     Discrepancy,
@@ -50,6 +51,7 @@ class RunRecord:
     discrepancies: tuple[Discrepancy, ...] = ()
     venue_calls: int = 0
     error: str = ""
+    venue_stale: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,7 @@ class Reconciler:
         default_tolerance: Decimal = Decimal(0),
         clock: Clock = utc_now,
         poll_seconds: float = 1.0,
+        max_concurrent: int = 4,
     ) -> None:
         self._ledger = ledger
         self._store = store
@@ -105,6 +108,9 @@ class Reconciler:
         self._clock = clock
         self._poll_seconds = poll_seconds
         self._signal = _Signal()
+        # A run holds database connections for its reads and writes: a burst of Reconcile
+        # calls queues here instead of exhausting the pool (venue calls are shared anyway).
+        self._gate = asyncio.Semaphore(max_concurrent)
 
     async def reconcile(
         self,
@@ -119,6 +125,16 @@ class Reconciler:
                 raise InvalidArgument("wallet_ids", "name at least one wallet or set `all`")
             for i, w in enumerate(wallet_ids):
                 check_wallet_id(w, f"wallet_ids[{i}]")
+        async with self._gate:
+            return await self._reconcile(wallet_ids, all_wallets, force_refresh, trigger)
+
+    async def _reconcile(
+        self,
+        wallet_ids: Sequence[str],
+        all_wallets: bool,
+        force_refresh: bool,
+        trigger: ReconciliationTrigger,
+    ) -> RunRecord:
         wallets = await self._ledger.wallets(None if all_wallets else wallet_ids)
         run = ReconciliationRun.start(
             str(uuid.uuid4()),
@@ -142,7 +158,7 @@ class Reconciler:
         except DomainError as exc:
             done = run.fail(exc.status_message(), end_time=self._clock())
         seq = await self._save(done)
-        metrics.RECONCILIATIONS.labels(trigger.value, done.status.value).inc()
+        metrics.record_run(done, {w.wallet_id: w.venue.value for w in wallets})
         return record_from_run(done, seq)
 
     async def venue_balances(
@@ -167,7 +183,13 @@ class Reconciler:
         calls = 0
         for venue, members in groups:
             if members:
-                snap = await venue.fetch(members, force_refresh=force_refresh)
+                with tracing.span(
+                    "venue.fetch_balances",
+                    kind=tracing.SpanKind.CLIENT,
+                    venue=type(venue).__name__,
+                    wallets=len(members),
+                ):
+                    snap = await venue.fetch(members, force_refresh=force_refresh)
                 balances.extend(snap.balances)
                 calls += snap.calls
         return VenueSnapshot(tuple(balances), calls)
@@ -268,7 +290,7 @@ class NoVenueSource(FailedPrecondition):
         super().__init__(
             "no venue balance source for wallet(s) "
             + ", ".join(wallet_ids)
-            + " (only the paper venue is wired so far)"
+            + " (configure its venue: COINBASE_API_KEY or a chain's JSON-RPC node)"
         )
 
 
@@ -285,4 +307,5 @@ def record_from_run(run: ReconciliationRun, seq: int) -> RunRecord:
         discrepancies=run.discrepancies,
         venue_calls=run.venue_calls,
         error=run.error,
+        venue_stale=run.venue_stale,
     )

@@ -112,6 +112,21 @@ def _stop_crossed(order: PaperOrder, tick: MarketTick) -> bool:
     return tick.price >= order.stop_price
 
 
+def idle_on(order: PaperOrder, tick: MarketTick) -> bool:
+    """True when ``tick`` certainly changes nothing for ``order``: a resting limit the trade
+    does not reach, or a stop it does not cross, before any expiry. The common case for a
+    deep book, decided without calling ``match``."""
+    if order.expire_time is not None and tick.time >= order.expire_time:
+        return False
+    if order.type is OrderType.STOP_LIMIT and not order.triggered:
+        return not _stop_crossed(order, tick)
+    if not order.evaluated or order.limit_price is None:
+        return False
+    if order.side is Side.BUY:
+        return tick.price > order.limit_price
+    return tick.price < order.limit_price
+
+
 def match(
     order: PaperOrder, tick: MarketTick, cfg: PaperConfig, rules: ProductRules
 ) -> MatchResult:
@@ -158,7 +173,12 @@ def _arrive(
 ) -> MatchResult:
     result = MatchResult()
     tif = order.time_in_force
-    immediate = order.type is OrderType.MARKET or tif in (TimeInForce.IOC, TimeInForce.FOK)
+    # A triggered stop without a limit price (a bracket's market stop-loss) is a market order.
+    immediate = (
+        order.type is OrderType.MARKET
+        or order.limit_price is None
+        or tif in (TimeInForce.IOC, TimeInForce.FOK)
+    )
     if not _marketable(order, tick):
         if immediate:
             result.done = OrderStatus.CANCELED
@@ -193,10 +213,10 @@ def _arrive(
     elif immediate:
         result.done = OrderStatus.CANCELED
         result.reason = (
-            f"{'MARKET' if order.type is OrderType.MARKET else tif.value}: "
+            f"{tif.value if order.limit_price is not None else 'MARKET'}: "
             f"remainder cancelled ({available} available at the top of book)"
         )
     return result
 
 
-__all__ = ["ZERO", "Execution", "MatchResult", "PaperOrder", "match"]
+__all__ = ["ZERO", "Execution", "MatchResult", "PaperOrder", "idle_on", "match"]

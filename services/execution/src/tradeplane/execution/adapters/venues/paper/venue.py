@@ -1,5 +1,9 @@
 """The paper venue: keeps working orders in memory and fills them against live ticks.
 
+Brackets are not native here (``native_brackets`` False): the entry works as a limit order,
+and the service layer commits and sends the exit legs once it has filled, and cancels one
+leg when the other fills (one-cancels-other).
+
 One worker task handles, in order, new orders and ticks, so the book never changes under a
 report. Each outcome is reported to the service layer (``VenueReports``), which applies it
 in one transaction; trade ids are ``<venue order id>-<n>`` so a fill reported twice (e.g.
@@ -18,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from tradeplane.execution.adapters.venues.paper.config import PaperConfig
-from tradeplane.execution.adapters.venues.paper.matching import PaperOrder, match
+from tradeplane.execution.adapters.venues.paper.matching import PaperOrder, idle_on, match
 from tradeplane.execution.domain.orders import Order
 from tradeplane.execution.domain.values import OrderStatus, OrderType, Venue
 from tradeplane.execution.service_layer.ports import (
@@ -28,10 +32,12 @@ from tradeplane.execution.service_layer.ports import (
     VenueRejected,
     VenueReports,
 )
+from tradeplane.runtime import tracing
 
 log = logging.getLogger(__name__)
 
-_Work = tuple[str, PaperOrder | MarketTick]
+# (kind, item, trace context of the submit for "match": its fills continue that trace)
+_Work = tuple[str, PaperOrder | MarketTick, tracing.TraceContext | None]
 
 
 class PaperVenue:
@@ -45,6 +51,8 @@ class PaperVenue:
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         market.add_listener(self._on_tick)
+
+    native_brackets = False  # the service layer manages the exit legs
 
     @property
     def venue(self) -> Venue:
@@ -70,8 +78,9 @@ class PaperVenue:
     # -- ExecutionVenue
 
     async def submit(self, order: Order) -> str:
-        if order.spec.type is OrderType.BRACKET:
-            raise VenueRejected("BRACKET orders are not supported by the paper venue yet")
+        bracket = order.spec.bracket
+        if order.spec.type is OrderType.BRACKET and (bracket is None or bracket.exit_only):
+            raise VenueRejected("exit-only BRACKET orders are not supported by the paper venue")
         venue_order_id = f"paper-{order.order_id}"
         if order.order_id not in self._book:  # idempotent on the order id
             self._add(order, venue_order_id)
@@ -99,7 +108,8 @@ class PaperVenue:
             venue_order_id=venue_order_id,
             product_id=spec.product_id,
             side=spec.side,
-            type=spec.type,
+            # A bracket's entry works as a limit order; the service adds its exit legs.
+            type=OrderType.LIMIT if spec.type is OrderType.BRACKET else spec.type,
             time_in_force=spec.time_in_force,
             remaining=order.remaining_size,
             quote_remaining=None
@@ -117,24 +127,27 @@ class PaperVenue:
         self._book[order.order_id] = paper
         tick = self._market.last_tick(spec.product_id)
         if tick is not None and not paper.evaluated:
-            self._queue.put_nowait(("match", paper))
+            self._queue.put_nowait(("match", paper, tracing.current_context()))
 
     def _on_tick(self, tick: MarketTick) -> None:
-        self._queue.put_nowait(("tick", tick))
+        self._queue.put_nowait(("tick", tick, None))
 
     async def _work(self) -> None:
         while True:
-            kind, item = await self._queue.get()
+            kind, item, origin = await self._queue.get()
             try:
                 if kind == "match":
                     assert isinstance(item, PaperOrder)
                     tick = self._market.last_tick(item.product_id)
                     if tick is not None and item.order_id in self._book and not item.evaluated:
-                        await self._match(item, tick)
+                        with tracing.span("paper.match", parent=origin, order_id=item.order_id):
+                            await self._match(item, tick)
                 else:
                     assert isinstance(item, MarketTick)
                     for paper in [
-                        o for o in self._book.values() if o.product_id == item.product_id
+                        o
+                        for o in self._book.values()
+                        if o.product_id == item.product_id and not idle_on(o, item)
                     ]:
                         if paper.order_id in self._book:
                             await self._match(paper, item)

@@ -23,3 +23,7 @@ GAP_REFILLS = Counter(
 GAP_REFILL_ERRORS = Counter(
     "market_feed_gap_refill_errors", "Failed REST candle refills (retried later)."
 )
+BOOK_RESYNCS = Counter(
+    "market_book_resyncs",
+    "Times level2 was resubscribed for a fresh snapshot after a sequence gap.",
+)

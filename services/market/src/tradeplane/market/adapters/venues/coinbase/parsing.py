@@ -247,11 +247,11 @@ def rest_candles(body: Mapping[str, Any], product_id: str) -> list[VenueCandle]:
 
 
 def subscribe_message(
-    channel: str, product_ids: Sequence[str], jwt: str | None = None
+    channel: str, product_ids: Sequence[str], jwt: str | None = None, *, kind: str = "subscribe"
 ) -> dict[str, Any]:
-    """One subscribe message: one channel per message, as documented."""
+    """One subscribe (or `kind="unsubscribe"`) message: one channel per message, as documented."""
     message: dict[str, Any] = {
-        "type": "subscribe",
+        "type": kind,
         "product_ids": list(product_ids),
         "channel": channel,
     }

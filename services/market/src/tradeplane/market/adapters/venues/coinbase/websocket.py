@@ -2,7 +2,8 @@
 
 One connection subscribes to each configured channel (one subscribe message per channel,
 with a fresh JWT when an API key is configured). Ticks come from `market_trades`; the top of
-book attached to each tick comes from `ticker` (or from the `level2` book when subscribed);
+book attached to each tick comes from `ticker` (or from the `level2` book when subscribed:
+that book is kept per product and served by GetOrderBook/StreamOrderBook);
 `candles` updates are kept as `last_candles` for inspection; `heartbeats` keep quiet
 subscriptions open and prove the connection is alive.
 
@@ -13,7 +14,8 @@ Faults, all handled inside `ticks()` (which only ends when cancelled):
   replaced (`market_feed_heartbeat_timeouts_total`);
 - `sequence_num` jumps (messages lost) or the connection was replaced: the time span that
   may miss trades is handed to the GapRefiller, which rewrites those candles from the REST
-  candles endpoint (`market_feed_gap_refills_total`).
+  candles endpoint (`market_feed_gap_refills_total`); with level2, the books are marked
+  stale and level2 is resubscribed for a fresh snapshot (`market_book_resyncs_total`).
 Trades repeated by the snapshot a new subscription sends are dropped by trade id.
 """
 
@@ -38,7 +40,10 @@ from tradeplane.market.adapters.venues.coinbase.auth.jwt import ws_jwt
 from tradeplane.market.adapters.venues.coinbase.config import CoinbaseConfig
 from tradeplane.market.adapters.venues.coinbase.refill import GapRefiller
 from tradeplane.market.adapters.venues.coinbase.symbols import to_venue_product
+from tradeplane.market.domain.order_book import LiveBook
 from tradeplane.market.domain.ticks import Tick
+
+BookListener = Callable[[LiveBook, bool], None]
 
 log = logging.getLogger(__name__)
 
@@ -92,35 +97,6 @@ class _RecentTradeIds:
         return False
 
 
-class _Book:
-    """The level2 book of one product, for its best bid and offer."""
-
-    def __init__(self) -> None:
-        self.bids: dict[Decimal, Decimal] = {}
-        self.offers: dict[Decimal, Decimal] = {}
-        self._top: tuple[Decimal | None, Decimal | None] | None = None
-
-    def apply(self, event: parsing.BookEvent) -> None:
-        if event.snapshot:
-            self.bids.clear()
-            self.offers.clear()
-        for level in event.levels:
-            side = self.bids if level.side == "bid" else self.offers
-            if level.quantity == 0:
-                side.pop(level.price, None)
-            else:
-                side[level.price] = level.quantity
-        self._top = None  # recomputed lazily, once per trade batch at most
-
-    def top(self) -> tuple[Decimal | None, Decimal | None]:
-        if self._top is None:
-            self._top = (
-                max(self.bids) if self.bids else None,
-                min(self.offers) if self.offers else None,
-            )
-        return self._top
-
-
 class CoinbaseFeed:
     """Implements TickFeed. `refiller` (optional) receives the gaps to rewrite."""
 
@@ -132,6 +108,7 @@ class CoinbaseFeed:
         refiller: GapRefiller | None = None,
         *,
         backoff: Backoff | None = None,
+        on_book: BookListener | None = None,
     ) -> None:
         self.config = config
         self.refiller = refiller
@@ -145,7 +122,11 @@ class CoinbaseFeed:
         self.last_error: str | None = None
         self.last_candles: dict[str, parsing.VenueCandle] = {}
         self._quotes: dict[str, tuple[Decimal | None, Decimal | None]] = {}
-        self._books: dict[str, _Book] = {}
+        # level2: one book per product; `on_book(book, replaced)` after each change.
+        self.books: dict[str, LiveBook] = {}
+        self.on_book = on_book
+        self.book_resyncs = 0  # level2 resubscriptions after a sequence gap
+        self._resync_books = False
         self._recent: dict[str, _RecentTradeIds] = {}
         self._last_trade_time: datetime | None = None
         self._gap_begin: datetime | None = None  # set while a gap waits for its end
@@ -226,6 +207,8 @@ class CoinbaseFeed:
             max_size=MAX_MESSAGE_BYTES,
             ping_interval=None,  # liveness is the heartbeats channel's job
         ) as ws:
+            for book in self.books.values():
+                book.invalidate()  # the subscription sends a fresh snapshot
             await self._subscribe(ws)
             self.connected = True
             self.connections += 1
@@ -243,6 +226,8 @@ class CoinbaseFeed:
                 batch = self.handle(parsing.parse_message(raw))
                 # A good message (not an error reply): the next failure starts a fresh backoff.
                 self.backoff.reset()
+                if self._resync_books:
+                    await self._resubscribe_level2(ws)
                 if batch:
                     yield batch
 
@@ -254,6 +239,21 @@ class CoinbaseFeed:
                 jwt = ws_jwt(self.config.api_key, self.config.api_secret)  # one per message
             message = parsing.subscribe_message(channel, venue_ids, jwt)
             await ws.send(orjson.dumps(message).decode())
+
+    async def _resubscribe_level2(self, ws: ClientConnection) -> None:
+        """Updates were lost: unsubscribe and subscribe level2 again, which makes Coinbase
+        send a fresh snapshot; the books stay not-ready (no stream output) until it comes."""
+        self._resync_books = False
+        self.book_resyncs += 1
+        metrics.BOOK_RESYNCS.inc()
+        venue_ids = [to_venue_product(p) for p in self.config.product_ids]
+        for kind in ("unsubscribe", "subscribe"):
+            jwt = None
+            if self.config.api_key is not None and self.config.api_secret is not None:
+                jwt = ws_jwt(self.config.api_key, self.config.api_secret)
+            message = parsing.subscribe_message("level2", venue_ids, jwt, kind=kind)
+            await ws.send(orjson.dumps(message).decode())
+        log.warning("level2 resubscribed after a sequence gap")
 
     # -- messages -------------------------------------------------------------------------
 
@@ -267,14 +267,27 @@ class CoinbaseFeed:
             for t in parsing.tickers(envelope):
                 self._quotes[t.product_id] = (t.best_bid, t.best_ask)
         elif channel == "l2_data":
-            for event in parsing.book_events(envelope):
-                self._books.setdefault(event.product_id, _Book()).apply(event)
+            self._book_events(envelope)
         elif channel == "candles":
             for c in parsing.ws_candles(envelope):
                 self.last_candles[c.product_id] = c
         elif channel == "subscriptions":
             log.info("coinbase subscriptions", extra={"events": envelope.events})
         return []
+
+    def _book_events(self, envelope: parsing.Envelope) -> None:
+        at = envelope.timestamp or self.now()
+        for event in parsing.book_events(envelope):
+            if event.product_id not in self.products:
+                continue
+            book = self.books.get(event.product_id)
+            if book is None:
+                book = self.books[event.product_id] = LiveBook(event.product_id)
+            levels = [
+                ("bid" if lv.side == "bid" else "ask", lv.price, lv.quantity) for lv in event.levels
+            ]
+            if book.apply(event.snapshot, levels, at) and self.on_book is not None:
+                self.on_book(book, event.snapshot)
 
     def _check_sequence(self, envelope: parsing.Envelope) -> None:
         seq = envelope.sequence_num
@@ -288,6 +301,11 @@ class CoinbaseFeed:
                 extra={"expected": self._last_seq + 1, "got": seq},
             )
             self._open_gap()
+            if "level2" in self.config.channels:
+                # A lost message may have been a book update: the books are wrong now.
+                for book in self.books.values():
+                    book.invalidate()
+                self._resync_books = True
         if self._last_seq is None or seq > self._last_seq:
             self._last_seq = seq
 
@@ -322,8 +340,8 @@ class CoinbaseFeed:
 
     def _tick(self, trade: parsing.MarketTrade) -> Tick:
         bid, ask = self._quotes.get(trade.product_id, (None, None))
-        book = self._books.get(trade.product_id)
-        if book is not None:
+        book = self.books.get(trade.product_id)
+        if book is not None and book.ready:
             book_bid, book_ask = book.top()
             bid, ask = book_bid or bid, book_ask or ask
         return Tick(

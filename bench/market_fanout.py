@@ -2,7 +2,7 @@
 N StreamTicks subscribers on loopback; prints delivered ticks/s and p50/p99 latency from the
 tick's exchange time (stamped when the feed publishes it) to its receipt by the client.
 
-    .venv/bin/python services/market/bench/market_fanout.py [--rates 1000,2000] [--subs 1,10,100]
+    .venv/bin/python bench/market_fanout.py [--rates 1000,2000] [--subs 1,10,100]
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Playback and equity latency over gRPC on a large stored run.
 
-    .venv/bin/python services/backtest/bench/playback.py [--bars 1000000] [--queries 1000]
+    .venv/bin/python bench/playback.py [--bars 1000000] [--queries 1000]
         [--database-url sqlite:////tmp/backtest-bench.db | postgresql://...]
 
 Builds a run the way a worker does — SMA(10)/SMA(30) crossover over a seeded random walk of

@@ -1,0 +1,159 @@
+"""SubmitOrder -> ack on the paper venue: N orders from C concurrent gRPC clients.
+
+The market and execution services run in this process (real gRPC on loopback), execution on
+a throwaway Postgres database (or SQLite with --sqlite); the clients run in a separate
+process, as real callers do. Prints orders/s, p50/p99 latency, the CPU the service process
+spent per order, and the load average (the machine is shared: figures are noisy).
+
+    .venv/bin/python bench/orders.py [--orders 1000] [--clients 10] [--accounts 1]
+        [--postgres postgresql://postgres@127.0.0.1:5432/postgres] [--sqlite]
+
+Target (issue 4): at least 500 orders/s and p99 under 20 ms on Postgres. Concurrent submits
+share their intent and ack transactions (group commit), so throughput grows with concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from decimal import Decimal
+
+import grpc
+import numpy as np
+
+from tradeplane.execution.entrypoints.bootstrap import build
+from tradeplane.execution.entrypoints.settings import ExecutionSettings
+from tradeplane.market.entrypoints.bootstrap import build as build_market
+from tradeplane.market.entrypoints.settings import MarketSettings
+from tradeplane.testing.isolation import postgres_database
+from trading.common.v1 import common_pb2
+from trading.execution.v1 import execution_pb2 as pb
+from trading.execution.v1 import execution_pb2_grpc
+
+
+def clients_process(
+    port: int, orders: int, clients: int, accounts: int, price: str
+) -> tuple[list[float], float]:
+    """Run in the client process: warm up, then C clients each submitting one order at a
+    time. Returns the latencies (seconds) and the elapsed time."""
+    return asyncio.run(_clients(port, orders, clients, accounts, price))
+
+
+async def _clients(
+    port: int, orders: int, clients: int, accounts: int, price: str
+) -> tuple[list[float], float]:
+    def request(i: int) -> pb.SubmitOrderRequest:
+        return pb.SubmitOrderRequest(
+            account_id=f"bench-{i % accounts}",
+            client_order_id=f"bench-{i}",
+            product_id="BTC-USD",
+            side=common_pb2.SIDE_BUY,
+            type=pb.ORDER_TYPE_LIMIT,
+            base_size="0.0001",
+            limit_price=price,  # half the market: acknowledged, never fills
+        )
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = execution_pb2_grpc.ExecutionServiceStub(channel)
+        for i in range(max(20, accounts)):  # warm-up (connections, caches, accounts)
+            await stub.SubmitOrder(request(-1 - i))
+        latencies: list[float] = []
+
+        async def client(c: int) -> None:
+            for i in range(c, orders, clients):
+                began = time.perf_counter()
+                response = await stub.SubmitOrder(request(i))
+                latencies.append(time.perf_counter() - began)
+                assert response.order.status == pb.ORDER_STATUS_OPEN
+
+        began = time.perf_counter()
+        await asyncio.gather(*(client(c) for c in range(clients)))
+        return latencies, time.perf_counter() - began
+
+
+async def run(database_url: str, orders: int, clients: int, accounts: int, directory: str) -> None:
+    common = {"grpc_host": "127.0.0.1", "grpc_port": 0, "metrics_port": -1}
+    market = build_market(
+        MarketSettings(
+            database_url=f"sqlite:///{directory}/market.db",
+            auth_mode="disabled",
+            market_backfill_days=0,
+            market_tick_rate=5,
+            **common,  # type: ignore[arg-type]
+        )
+    )
+    await market.server.start()
+    execution = build(
+        ExecutionSettings(
+            database_url=database_url,
+            auth_mode="disabled",
+            market_addr=f"127.0.0.1:{market.server.grpc_port}",
+            log_level="WARNING",
+            **common,  # type: ignore[arg-type]
+        )
+    )
+    await execution.server.start()
+    try:
+        await execution.market.wait_ready(30)
+        for _ in range(600):  # the first tick follows the connection within a tick period
+            if execution.market.last_price("BTC-USD") is not None:
+                break
+            await asyncio.sleep(0.05)
+        price = execution.market.last_price("BTC-USD")
+        assert price is not None
+        resting = str((price / 2).quantize(Decimal("0.01")))
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            cpu = time.process_time()
+            latencies, elapsed = await asyncio.get_running_loop().run_in_executor(
+                pool,
+                clients_process,
+                execution.server.grpc_port,
+                orders,
+                clients,
+                accounts,
+                resting,
+            )
+            cpu = time.process_time() - cpu  # includes the client process's start-up wait
+        ms = np.array(latencies) * 1000
+        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"{orders} orders, {clients} clients, {accounts} account(s), "
+            f"{execution.engine.dialect.name}: "
+            f"{orders / elapsed:.0f} orders/s, p50 {np.percentile(ms, 50):.1f} ms, "
+            f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms; service process "
+            f"{cpu / orders * 1000:.2f} ms CPU per order; load average {load}"
+        )
+    finally:
+        await execution.server.stop()
+        await market.server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--orders", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=10)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument("--accounts", type=int, default=1, help="orders spread over N accounts")
+    parser.add_argument("--sqlite", action="store_true")
+    args = parser.parse_args()
+    logging.disable(logging.INFO)
+    with tempfile.TemporaryDirectory() as directory:
+        if args.sqlite:
+            url = f"sqlite:///{directory}/execution.db"
+            asyncio.run(run(url, args.orders, args.clients, args.accounts, directory))
+            return
+        with contextlib.ExitStack() as stack:
+            url = stack.enter_context(postgres_database(args.postgres))
+            asyncio.run(run(url, args.orders, args.clients, args.accounts, directory))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Group commit: concurrent callers share one transaction.
+
+Items queue while a flush runs; the next flush takes everything queued (up to ``max_batch``),
+so an idle service commits each item at once and a busy one amortises round trips and the
+commit's fsync over the batch. Each caller is answered only after its batch's flush returned
+(i.e. after the commit), with its own result or exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+Flush = Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]]
+
+
+class GroupCommit(Generic[T, R]):
+    def __init__(self, flush: Flush[T, R], *, max_batch: int = 100) -> None:
+        self._flush = flush
+        self._max = max_batch
+        self._queue: list[tuple[T, asyncio.Future[R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, future))
+        if self._task is None:
+            self._task = asyncio.create_task(self._drain(), name="group-commit")
+        return await future
+
+    async def _drain(self) -> None:
+        batch: list[tuple[T, asyncio.Future[R]]] = []
+        try:
+            while self._queue:
+                batch = self._queue[: self._max]
+                del self._queue[: self._max]
+                try:
+                    results: Sequence[R | Exception] = await self._flush([i for i, _ in batch])
+                except Exception as exc:  # the whole batch failed (e.g. database down)
+                    results = [exc] * len(batch)
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():  # the caller went away; its item was still processed
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+                batch = []
+        finally:
+            self._task = None
+            # Cancelled (shutdown): nobody is left waiting forever.
+            for _, future in [*batch, *self._queue]:
+                if not future.done():
+                    future.cancel()
+            self._queue.clear()
