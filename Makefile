@@ -24,7 +24,8 @@ test: $(STAMP) debian-packages web
 
 ## The chaos suite's longer variants (more fuzzing); SEED=N repeats a run (it is printed).
 test-chaos: $(STAMP)
-	@FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} $(PY) -m pytest tests/chaos -p no:cacheprovider \
+	@CHAOS_SOAK=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} CHAOS_STREAM_EVENTS=$${CHAOS_STREAM_EVENTS:-100000} \
+	  $(PY) -m pytest tests/chaos -p no:cacheprovider \
 	  --seed=$${SEED:-$$RANDOM} $(PYTEST_ARGS)
 
 debian-packages:

@@ -8,7 +8,8 @@ one-minute bars (about 20,000 trades per 1,000,000 bars), its result rows, one
 `store_results` transaction — then starts the BacktestService on a free port and measures:
 
 - GetPlaybackState at --queries random instants: p50 / p99 (target p99 < 10 ms);
-- GetEquity(max_points=2000): p50 / p99 over 20 calls (target < 50 ms).
+- GetEquity(max_points=2000): the first (cold) call, then p50 / p99 over 20 warm calls
+  (target < 50 ms).
 
 The machine is shared and noisy: read the figures as orders of magnitude.
 """
@@ -121,13 +122,15 @@ async def main() -> None:
             f"p99 {_ms(latencies, 99)} (target p99 < 10 ms)"
         )
         equity = []
-        for _ in range(20):
+        for _ in range(21):
             began = time.perf_counter()
             await stub.GetEquity(pb.GetEquityRequest(backtest_id=backtest_id, max_points=2000))
             equity.append(time.perf_counter() - began)
+        # The first call reads the run's packed series from the database; later ones are
+        # served from the service's per-run cache (a chart zooming and panning one run).
         print(
-            f"GetEquity(max_points=2000) x20: p50 {_ms(equity, 50)}, "
-            f"p99 {_ms(equity, 99)} (target < 50 ms)"
+            f"GetEquity(max_points=2000): first (cold) {equity[0] * 1000:.1f} ms; warm x20 "
+            f"p50 {_ms(equity[1:], 50)}, p99 {_ms(equity[1:], 99)} (target < 50 ms)"
         )
     finally:
         await channel.close()

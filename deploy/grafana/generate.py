@@ -726,10 +726,11 @@ def wallets() -> Dashboard:
         stat(
             "Venue cache hit ratio",
             ratio(
-                f'sum(rate(tradeplane_cache_requests_total{{{inst}, result="hit"}}[$__range]))',
-                f"sum(rate(tradeplane_cache_requests_total{{{inst}}}[$__range]))",
+                f'sum(rate(wallets_venue_cache_requests_total{{{venue}, result="hit"}}[$__range]))',
+                f"sum(rate(wallets_venue_cache_requests_total{{{venue}}}[$__range]))",
             ),
             unit="percentunit",
+            description="Venue balance lookups answered from the cache (Coinbase, chains).",
         ),
         timeseries(
             "Reconciliation runs by result",
@@ -819,15 +820,16 @@ def wallets() -> Dashboard:
             unit="s",
         ),
         timeseries(
-            "Cache hit ratio by cache",
+            "Cache hit ratio by venue endpoint",
             [
                 target(
                     ratio(
-                        f"sum by (cache) (rate(tradeplane_cache_requests_total"
-                        f'{{{inst}, result="hit"}}[{R}]))',
-                        f"sum by (cache) (rate(tradeplane_cache_requests_total{{{inst}}}[{R}]))",
+                        f"sum by (venue, endpoint) (rate(wallets_venue_cache_requests_total"
+                        f'{{{venue}, result="hit"}}[{R}]))',
+                        f"sum by (venue, endpoint) "
+                        f"(rate(wallets_venue_cache_requests_total{{{venue}}}[{R}]))",
                     ),
-                    "{{cache}}",
+                    "{{venue}} {{endpoint}}",
                 )
             ],
             unit="percentunit",

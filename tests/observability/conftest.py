@@ -21,10 +21,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 # The tests import observability_support by name (pytest runs with --import-mode=importlib).
 sys.path.insert(0, str(Path(__file__).parent))
 
-from observability_support import MarketProcess, Observe, PlatformProcess, PromApi, binary
+from observability_support import (
+    BackgroundLoop,
+    MarketProcess,
+    Observe,
+    PlatformProcess,
+    PromApi,
+    binary,
+)
 
 from tradeplane.platform.registry import SERVICES
 from tradeplane.testing import free_port
+from tradeplane.testing.fakes.coinbase import FakeCoinbase
 from tradeplane.testing.processes import with_bytecode_cache
 
 START_TIMEOUT = 30.0
@@ -158,11 +166,30 @@ def observe(
 
 
 @pytest.fixture(scope="module")
+def background_loop() -> Iterator[BackgroundLoop]:
+    loop = BackgroundLoop()
+    yield loop
+    loop.close()
+
+
+@pytest.fixture(scope="module")
+def coinbase(background_loop: BackgroundLoop) -> Iterator[FakeCoinbase]:
+    """The local fake Coinbase (accounts API) for wallets' Coinbase venue: USD 1,000 available
+    and 50 on hold."""
+    fake = FakeCoinbase()
+    background_loop.run(fake.start())
+    fake.accounts.set_balance("USD", "1000", hold="50")
+    yield fake
+    background_loop.run(fake.stop())
+
+
+@pytest.fixture(scope="module")
 def platform(
-    prometheus_bin: str, tmp_path_factory: pytest.TempPathFactory
+    prometheus_bin: str, coinbase: FakeCoinbase, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PlatformProcess]:
     """The whole platform as `make up` starts it (`python -m tradeplane.platform up`), on free
-    ports with a temporary var dir; stopped with SIGTERM at the end."""
+    ports with a temporary var dir, wallets also reconciling against the fake Coinbase;
+    stopped with SIGTERM at the end."""
     for name in ("market", "execution", "wallets", "backtest", "gateway"):
         if importlib.util.find_spec(f"tradeplane.{name}") is None:
             pytest.skip(f"tradeplane.{name} is not installed")
@@ -173,6 +200,7 @@ def platform(
         env[spec.port_env] = str(free_port())
         env[spec.metrics_port_env] = str(free_port())
     env.pop("REDIS_URL", None)  # the embedded default: in-process caches
+    env["WALLETS_COINBASE_REST_URL"] = coinbase.rest_url
     output = var_dir / "launcher-console.txt"
     with output.open("wb") as out:
         proc = subprocess.Popen(

@@ -9,7 +9,6 @@ import importlib.util
 import json
 import math
 import re
-import threading
 import time
 import urllib.request
 import uuid
@@ -23,6 +22,7 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from observability_support import (
     GRAFANA_DIR,
+    BackgroundLoop,
     Observe,
     PlatformProcess,
     all_rules,
@@ -227,7 +227,37 @@ def _buy(address: str) -> None:
         )
 
 
+def _coinbase_wallet(address: str) -> None:
+    """A wallet on the (fake) Coinbase account whose ledger matches it: USD 1,050."""
+    with grpc.insecure_channel(address) as channel:
+        stub = wallets_pb2_grpc.WalletsServiceStub(channel)
+        stub.CreateWallet(
+            wallets_pb2.CreateWalletRequest(
+                wallet=wallets_pb2.Wallet(
+                    wallet_id="cb",
+                    display_name="Coinbase",
+                    kind=wallets_pb2.WALLET_KIND_VENUE_ACCOUNT,
+                    venue=common_pb2.VENUE_COINBASE,
+                    account_id="cb-main",
+                )
+            ),
+            timeout=10,
+        )
+        stub.RecordTransfer(
+            wallets_pb2.RecordTransferRequest(
+                idempotency_key="cb-funding",
+                kind=wallets_pb2.TRANSFER_KIND_DEPOSIT,
+                wallet_id="cb",
+                currency="USD",
+                amount="1050",
+            ),
+            timeout=10,
+        )
+
+
 def _wallets_traffic(address: str) -> None:
+    """A reconciliation of every wallet: the paper ones and the Coinbase one (a venue call
+    the first time, the venue cache the second)."""
     with grpc.insecure_channel(address) as channel:
         stub = wallets_pb2_grpc.WalletsServiceStub(channel)
         run = stub.Reconcile(wallets_pb2.ReconcileRequest(all=True), timeout=30).run
@@ -283,55 +313,41 @@ def _http_traffic(http: str) -> None:
 
 
 class Browsers:
-    """WebSocket clients on /ws/market (ticks) and /ws/live (execution events), kept open in
-    a thread of their own (answering heartbeats) until closed."""
+    """WebSocket clients on /ws/market (ticks) and /ws/live (execution events), kept open
+    (reading, answering heartbeats) on the background loop until closed."""
 
-    def __init__(self, http: str) -> None:
+    def __init__(self, loop: BackgroundLoop, http: str) -> None:
+        self._loop = loop
         self._ws = http.replace("http://", "ws://")
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, name="browsers", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(60) or self._error is not None:
-            self.close()
-            pytest.fail(f"WebSocket clients did not start: {self._error!r}")
+        self._clients: list[Client] = []
+        self._readers: list[asyncio.Task[None]] = []
+        loop.run(self._open())
 
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._main())
-        except BaseException as error:  # reported by __init__ or close()
-            self._error = error
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+    async def _open(self) -> None:
         market = await Client.open(f"{self._ws}/ws/market")
+        self._clients.append(market)
         await market.subscribe(channel="CHANNEL_TICKS", productIds=[PRODUCT])
         await market.recv_kind("data", wait=30)
         live = await Client.open(f"{self._ws}/ws/live")
+        self._clients.append(live)
         await live.subscribe(channel="CHANNEL_LIVE")
         await live.recv_kind("snapshot", wait=30)
-        readers = [asyncio.create_task(self._drain(c)) for c in (market, live)]
-        self._ready.set()
-        await self._stop.wait()
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        await market.close()
-        await live.close()
+        self._readers = [asyncio.create_task(self._drain(c)) for c in self._clients]
 
     @staticmethod
     async def _drain(client: Client) -> None:
         while True:
             await client.recv(wait=3600)
 
+    async def _close(self) -> None:
+        for task in self._readers:
+            task.cancel()
+        await asyncio.gather(*self._readers, return_exceptions=True)
+        for client in self._clients:
+            await client.close()
+
     def close(self) -> None:
-        if self._loop is not None and self._stop is not None:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout=10)
+        self._loop.run(self._close())
 
 
 # Prometheus has seen every domain's traffic once these hold.
@@ -342,7 +358,8 @@ SEEN = (
     'sum(execution_order_updates_total{status="CANCELED"}) >= 1',
     "sum(execution_open_positions) >= 1",
     'sum(wallets_ledger_entries_total{kind="trade"}) >= 1',
-    "sum(wallets_reconciliation_runs_total) >= 1",
+    'sum(wallets_reconciliation_runs_total{venue="coinbase"}) >= 1',
+    'sum(wallets_venue_requests_total{venue="coinbase"}) >= 1',
     'sum(backtest_runs_total{status="completed"}) >= 1',
     "sum(gateway_http_requests_total) >= 5",
     "sum(gateway_ws_connections) >= 2",
@@ -353,13 +370,16 @@ SEEN = (
 SEEN_AGAIN = (
     'sum(grpc_server_handled_total{job="market", grpc_code="NotFound"}) >= 2',
     "sum(execution_fills_total) >= 3",
-    "sum(wallets_reconciliation_runs_total) >= 2",
+    'sum(wallets_reconciliation_runs_total{venue="coinbase"}) >= 2',
+    'sum(wallets_venue_cache_requests_total{venue="coinbase", result="hit"}) >= 1',
     'sum(backtest_runs_total{status="completed"}) >= 2',
 )
 
 
 @pytest.fixture(scope="module")
-def scraped(platform: PlatformProcess, platform_observe: Observe) -> Iterator[Observe]:
+def scraped(
+    platform: PlatformProcess, platform_observe: Observe, background_loop: BackgroundLoop
+) -> Iterator[Observe]:
     """Traffic in every domain, seen by Prometheus (scraping every second), with a market
     StreamTicks call and two WebSocket clients left open for the in-flight, subscriber and
     connection panels."""
@@ -371,7 +391,7 @@ def scraped(platform: PlatformProcess, platform_observe: Observe) -> Iterator[Ob
     )
     market = platform.service("market")["grpc"]
     http = platform.service("gateway")["http"].rstrip("/")
-    browsers = Browsers(http)
+    browsers = Browsers(background_loop, http)
     with grpc.insecure_channel(market) as channel:
         open_stream = market_pb2_grpc.MarketServiceStub(channel).StreamTicks(
             market_pb2.StreamTicksRequest(product_ids=["ETH-USD"])
@@ -380,6 +400,7 @@ def scraped(platform: PlatformProcess, platform_observe: Observe) -> Iterator[Ob
         try:
             price = _market_traffic(market)
             _trading_traffic(platform.service("execution")["grpc"], price)
+            _coinbase_wallet(platform.service("wallets")["grpc"])
             _wallets_traffic(platform.service("wallets")["grpc"])
             _backtest_traffic(platform.service("backtest")["grpc"])
             _http_traffic(http)
@@ -483,7 +504,9 @@ def test_wallets_backtest_and_gateway_panels_show_the_traffic(scraped: Observe) 
     entries = _values(api, _query("wallets.json", "Ledger entries by kind"))
     assert entries["kind=trade"] > 0, entries
     runs = _values(api, _query("wallets.json", "Reconciliation runs by result"))
-    assert runs["result=matched,venue=paper"] > 0, runs
+    assert runs["result=matched,venue=paper"] > 0 and runs["result=matched,venue=coinbase"] > 0
+    calls = _values(api, _query("wallets.json", "Venue calls by endpoint and result"))
+    assert "endpoint=accounts,result=ok,venue=coinbase" in calls, calls  # one call, then cached
     assert _values(api, _query("wallets.json", "Discrepancies (latest runs)")) == {"": 0.0}
     assert _values(api, _query("wallets.json", "Fill consumer")) == {"": 1.0}
     finished = _values(api, _query("backtests.json", "Runs finished by status"))

@@ -8,6 +8,7 @@ import os
 from collections.abc import (
     Awaitable,
     Callable,
+    Coroutine,
     Iterable,
     Iterator,
     Mapping,
@@ -137,10 +138,10 @@ def span(
 
 def traced(
     name: str, *, kind: trace.SpanKind = trace.SpanKind.INTERNAL
-) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
     """Decorator: the coroutine function runs inside a span called `name`."""
 
-    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             with _tracer.start_as_current_span(name, kind=kind):

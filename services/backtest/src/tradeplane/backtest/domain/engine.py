@@ -50,13 +50,6 @@ def _padded(values: FloatArray) -> list[float]:
     return padded
 
 
-class _Declared(dict[str, list[float]]):
-    """The strategy's indicator lists; a key it did not declare gets a clear error."""
-
-    def __missing__(self, key: str) -> list[float]:
-        raise KeyError(f"indicator {key!r} was not declared by the strategy")
-
-
 def _strategy_fill(record: FillRecord) -> Fill:
     return Fill(
         record.order_id,
@@ -137,12 +130,16 @@ class BacktestContext:
         return [WorkingOrder(o.order_id, o.request, o.submit_bar) for o in self._broker.working]
 
     def indicator(self, key: str, ago: int = 0) -> float:
+        try:
+            values = self._indicators[key]
+        except KeyError:
+            raise KeyError(f"indicator {key!r} was not declared by the strategy") from None
         if not ago:
-            return self._indicators[key][self._i]  # index -1 is the NaN pad
+            return values[self._i]  # index -1 is the NaN pad
         if ago < 0:
             raise ValueError("ago must be >= 0: bars after the current one are not available")
         j = self._i - ago
-        return self._indicators[key][j] if j >= 0 else NAN
+        return values[j] if j >= 0 else NAN
 
     def price(self, field: str = "close", ago: int = 0) -> float:
         try:
@@ -189,7 +186,8 @@ def run_event(
     n = len(bars)
     times: list[int] = bars.time.tolist()
     columns = {name: _padded(values) for name, values in bars.columns().items()}
-    declared = _Declared({k: _padded(v) for k, v in indicators.items()})
+    # A plain dict: CPython's fast path for indexing applies to exact dicts only.
+    declared = {k: _padded(v) for k, v in indicators.items()}
     ctx = BacktestContext(broker, times, columns, declared)
     o, h, lo, c, v = (columns[k] for k in ("open", "high", "low", "close", "volume"))
     close_rule = settings.fill_rule is FillRule.CLOSE

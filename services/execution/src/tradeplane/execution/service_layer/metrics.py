@@ -82,16 +82,19 @@ for _rule in RiskRule:  # every rule at 0 from the start
     TRADE_BLOCKED.labels(_rule.value)
 
 
+# Series per account are bounded: the gauges cover at most this many accounts.
+MAX_ACCOUNTS = 1000
+
+
 async def refresh_state(queries: ExecutionQueries, venue: str) -> None:
     """Set the state gauges from the database (accounts, positions, P&L, kill switch)."""
     now = datetime.now(UTC)
-    accounts, token, seen = [], "", 0
+    accounts, token = [], ""
     while True:
         page, token = await queries.accounts(500, token)
         accounts += page
-        if not token or seen > 10_000:  # bounded: one series per account
+        if not token or len(accounts) >= MAX_ACCOUNTS:
             break
-        seen += len(page)
     open_orders = 0
     global_state = (await queries.trading_state("")).global_state
     set_trading_state("global", global_state.value)

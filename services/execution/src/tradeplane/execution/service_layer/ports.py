@@ -65,7 +65,7 @@ class VenueReports(Protocol):
     """Where a venue reports what happened to orders (implemented by the service layer;
     each report is applied in one transaction with its events, exactly once)."""
 
-    async def on_fill(self, fill: VenueFill) -> None: ...
+    async def on_fill(self, report: VenueFill) -> None: ...
 
     async def on_order_done(self, order_id: str, status: OrderStatus, reason: str) -> None:
         """The venue finished the order: FILLED, CANCELED, EXPIRED or REJECTED."""

@@ -15,7 +15,7 @@ fills, validated transitions, events in the same transaction):
 - a venue order placed outside the platform: adopted, marked external, with its fills.
 Unresolved mismatches keep trading NOT_SERVING (`trading_ok` False: SubmitOrder answers
 UNAVAILABLE, the health service `TRADING_HEALTH_NAME` reports NOT_SERVING), are logged, counted
-in `execution_venue_mismatches` and listed by ListVenues; each run tries them again.
+in `execution_venue_unreconciled_orders` and listed by ListVenues; each run tries them again.
 """
 
 from __future__ import annotations
