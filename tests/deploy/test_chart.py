@@ -389,6 +389,34 @@ def test_credentials_reach_containers_only_through_secret_refs(rendered: Rendere
                     )
 
 
+SERVICE_TOKENS = (
+    "EXECUTION_MARKET_TOKEN",
+    "WALLETS_EXECUTION_TOKEN",
+    "BACKTEST_MARKET_TOKEN",
+    "GATEWAY_SERVICE_TOKEN",
+)
+
+
+def test_with_jwt_every_service_gets_the_service_token_from_its_secret(
+    rendered_all_on: Rendered,
+) -> None:
+    """Background streams (no caller to forward a token from) authenticate with it."""
+    checked = 0
+    for obj in rendered_all_on.workloads():
+        for c in pod_template(obj)["spec"]["containers"]:
+            env = env_of(c)
+            if "AUTH_MODE" not in env:
+                continue  # not ours (Envoy, the bundled PostgreSQL/Redis)
+            checked += 1
+            for name in SERVICE_TOKENS:
+                ref = env[name]["valueFrom"]["secretKeyRef"]
+                assert ref == {"name": "tradeplane-service-token", "key": "token"}, (
+                    obj["metadata"]["name"],
+                    name,
+                )
+    assert checked >= 5  # market, execution, wallets, backtest (API + workers), gateway
+
+
 def test_no_secret_value_appears_outside_secrets(rendered_all_on: Rendered) -> None:
     secret_values = [
         v
@@ -530,6 +558,7 @@ def test_hpas_scale_market_and_backtest_workers(rendered: Rendered) -> None:
     [
         ({"services": {"market": {"replicas": "two"}}}, "/services/market/replicas"),
         ({"auth": {"jwt": {"existingSecret": ""}}}, "/auth/jwt/existingSecret"),
+        ({"auth": {"serviceToken": {"existingSecret": ""}}}, "/auth/serviceToken/existingSecret"),
         ({"database": {"existingSecret": ""}}, "/database/existingSecret"),
         ({"coinbase": {"enabled": True}}, "/coinbase/existingSecret"),
         ({"auth": {"mode": "open"}}, "/auth/mode"),

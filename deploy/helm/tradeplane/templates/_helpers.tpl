@@ -187,6 +187,13 @@ Secrets are referenced, never inlined.
 - name: JWT_AUDIENCE
   value: {{ . | quote }}
 {{- end }}
+{{- range list "EXECUTION_MARKET_TOKEN" "WALLETS_EXECUTION_TOKEN" "BACKTEST_MARKET_TOKEN" "GATEWAY_SERVICE_TOKEN" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $root.Values.auth.serviceToken.existingSecret }}
+      key: {{ $root.Values.auth.serviceToken.key }}
+{{- end }}
 {{- end }}
 {{- range $name, $svc := fromYaml (include "tradeplane.grpcServices" $root) }}
 - name: {{ upper $name }}_ADDR

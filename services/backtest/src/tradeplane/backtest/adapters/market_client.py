@@ -58,8 +58,11 @@ def _decode(body: bytes) -> BarSeries:
 
 
 class MarketCandleSource:
-    def __init__(self, market_addr: str, cache: Cache, *, ttl_seconds: float) -> None:
-        self._channel = create_channel(market_addr)
+    def __init__(
+        self, market_addr: str, cache: Cache, *, ttl_seconds: float, token: str | None = None
+    ) -> None:
+        # `token`: the workers' own; a RunBacktest caller's token is forwarded when there is one.
+        self._channel = create_channel(market_addr, token=token)
         self._stub = market_pb2_grpc.MarketServiceStub(self._channel)
         self._cache = cache
         self._ttl = ttl_seconds or None

@@ -68,8 +68,12 @@ def _compose(settings: BacktestServiceSettings, *, api: bool, worker: bool) -> B
     server = GrpcService(settings)
     engine = create_engine(settings.database_url, settings)
     cache = create_cache(settings, name="candles")
+    token = settings.backtest_market_token
     candles = MarketCandleSource(
-        settings.market_addr, cache, ttl_seconds=settings.backtest_candle_cache_seconds
+        settings.market_addr,
+        cache,
+        ttl_seconds=settings.backtest_candle_cache_seconds,
+        token=token.get_secret_value() if token is not None else None,
     )
     repo = SqlBacktestRepository(engine)
     app = BacktestApp(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from tradeplane.runtime.config import ServiceSettings
 
@@ -14,6 +14,9 @@ class BacktestServiceSettings(ServiceSettings):
     database_url: str  # DATABASE_URL: required (the launcher passes sqlite:///var/data/backtest.db)
 
     market_addr: str = "127.0.0.1:50051"  # MARKET_ADDR: where candles come from
+    # BACKTEST_MARKET_TOKEN: bearer token (read scope) the workers read candles with when the
+    # market service checks tokens (a queued run has no caller whose token could be forwarded).
+    backtest_market_token: SecretStr | None = None
     # BACKTEST_EMBEDDED_WORKER: `serve` also runs a worker in-process (the embedded default);
     # set false when separate `python -m tradeplane.backtest worker` replicas run the queue.
     backtest_embedded_worker: bool = True
