@@ -16,7 +16,10 @@ from trading.market.v1 import market_pb2_grpc
 
 from .conftest import market_settings, start_market, stop_market
 
-QUEUE_SIZE = 300
+# A second of ticks (3 products x 1,000/s): the fast subscriber shares this process's event loop
+# with the server, so a pause of the loop (GC, a busy CI machine) must not look like falling
+# behind; the slow one still overflows it within about a second of its window filling.
+QUEUE_SIZE = 3000
 
 
 async def test_subscriber_that_stops_reading_is_dropped_others_unaffected(
