@@ -24,6 +24,7 @@ from tradeplane.market.adapters.venues.coinbase.websocket import CoinbaseFeed
 from tradeplane.market.domain.candles import Candle, Trade, candles_from_trades
 from tradeplane.market.domain.intervals import Interval, epoch_seconds
 from tradeplane.testing.fakes.coinbase import FakeCoinbase, ScriptedTrade
+from tradeplane.testing.fakes.coinbase_keys import ec_key_pair
 
 from .conftest import RunningMarket, market_settings, start_market, stop_market
 
@@ -233,21 +234,6 @@ async def test_heartbeat_timeout_replaces_a_silent_connection(tmp_path: Path) ->
             assert feed.last_error is not None and "no message" in feed.last_error
         finally:
             await stop_market(market)
-
-
-def ec_key_pair() -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 async def test_subscriptions_carry_a_jwt_the_server_verifies(tmp_path: Path) -> None:

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from prometheus_client import REGISTRY
 
 from tradeplane.testing.fakes.coinbase import FakeCoinbase
+from tradeplane.testing.fakes.coinbase_keys import ec_key_pair
 from trading.common.v1 import common_pb2
 from trading.wallets.v1 import wallets_pb2 as pb
 
@@ -23,21 +22,6 @@ from .conftest import RunningWallets, start_wallets, stop_wallets, wallets_setti
 from .test_wallets_grpc import transfer
 
 KEY_NAME = "organizations/org-1/apiKeys/wallets"
-
-
-def ec_key_pair() -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 @pytest_asyncio.fixture

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import grpc
@@ -123,22 +123,22 @@ class GrpcService:
         for name in self._health_names():
             await self._health.set(name, status)
 
+    def _apply_soon(self, change: Coroutine[Any, Any, None]) -> None:
+        # Applied on the next event-loop turn; kept referenced until done.
+        task = asyncio.get_running_loop().create_task(change)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
     def set_serving(self, serving: bool) -> None:
         """Report every registered service and "" as SERVING or NOT_SERVING (applied on the
         next event-loop turn; must be called from the loop thread)."""
-        task = asyncio.get_running_loop().create_task(self._set_health(serving))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._apply_soon(self._set_health(serving))
 
     def set_health(self, name: str, serving: bool) -> None:
         """Report one extra health name (e.g. a part of the service that can be down while
         the rest serves); ignored once shutdown began (everything is NOT_SERVING then)."""
-        if self._health.draining:
-            return
-        status = _SERVING if serving else _NOT_SERVING
-        task = asyncio.get_running_loop().create_task(self._health.set(name, status))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        if not self._health.draining:
+            self._apply_soon(self._health.set(name, _SERVING if serving else _NOT_SERVING))
 
     # -- lifecycle ---------------------------------------------------------------------------
 

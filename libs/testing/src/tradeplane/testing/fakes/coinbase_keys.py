@@ -32,7 +32,8 @@ class CoinbaseKeys:
         return SecretStr(self.private_pem)
 
 
-def make_keys(directory: Path, name: str = KEY_NAME) -> CoinbaseKeys:
+def ec_key_pair() -> tuple[str, str]:
+    """A fresh CDP-style P-256 key: (private PKCS#8 PEM, public PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     private_pem = key.private_bytes(
         serialization.Encoding.PEM,
@@ -44,6 +45,11 @@ def make_keys(directory: Path, name: str = KEY_NAME) -> CoinbaseKeys:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
+    return private_pem, public_pem
+
+
+def make_keys(directory: Path, name: str = KEY_NAME) -> CoinbaseKeys:
+    private_pem, public_pem = ec_key_pair()
     ca = trustme.CA()
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(server_tls)

@@ -14,6 +14,7 @@ from tradeplane.backtest.service_layer.runs import BacktestRuns
 from tradeplane.backtest.service_layer.sweeps import BacktestSweeps
 from tradeplane.runtime.errors import InvalidArgument
 from tradeplane.strategies import strategy_definitions
+from tradeplane.strategies.proto import definition_to_proto
 from trading.backtest.v1 import backtest_pb2 as pb
 from trading.backtest.v1 import backtest_pb2_grpc
 
@@ -190,7 +191,7 @@ class BacktestServicer(backtest_pb2_grpc.BacktestServiceServicer):
         chunk = definitions[offset : offset + limit]
         more = offset + limit < len(definitions)
         return pb.ListStrategiesResponse(
-            strategies=[mapping.definition_to_proto(d) for d in chunk],
+            strategies=[definition_to_proto(d) for d in chunk],
             next_page_token=encode_token({"o": offset + limit}) if more else "",
         )
 

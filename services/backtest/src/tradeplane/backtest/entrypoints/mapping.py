@@ -29,7 +29,7 @@ from tradeplane.backtest.service_layer.rows import WORKING, num
 from tradeplane.backtest.service_layer.search import search_axis
 from tradeplane.backtest.service_layer.sweeps import axis_values
 from tradeplane.runtime.errors import InvalidArgument
-from tradeplane.strategies import ParamType, StrategyDefinition, strategy_class
+from tradeplane.strategies import strategy_class
 from trading.backtest.v1 import backtest_pb2 as pb
 from trading.common.v1 import common_pb2 as cpb
 from trading.execution.v1 import execution_pb2 as epb
@@ -58,14 +58,6 @@ ORDER_STATUS_TO_PROTO = {
     "filled": epb.ORDER_STATUS_FILLED,
     "canceled": epb.ORDER_STATUS_CANCELED,
     "rejected": epb.ORDER_STATUS_REJECTED,
-}
-PARAM_TYPE_TO_PROTO = {
-    ParamType.INT: cpb.PARAMETER_TYPE_INT,
-    ParamType.FLOAT: cpb.PARAMETER_TYPE_FLOAT,
-    ParamType.DECIMAL: cpb.PARAMETER_TYPE_DECIMAL,
-    ParamType.BOOL: cpb.PARAMETER_TYPE_BOOL,
-    ParamType.STRING: cpb.PARAMETER_TYPE_STRING,
-    ParamType.CHOICE: cpb.PARAMETER_TYPE_CHOICE,
 }
 
 
@@ -337,29 +329,6 @@ def state_to_proto(state: StateView, product_id: str) -> pb.PlaybackState:
             )
         )
     return message
-
-
-def definition_to_proto(d: StrategyDefinition) -> cpb.StrategyDefinition:
-    return cpb.StrategyDefinition(
-        name=d.name,
-        display_name=d.display_name,
-        description=d.description,
-        parameters=[
-            cpb.ParameterSpec(
-                name=p.name,
-                type=PARAM_TYPE_TO_PROTO[p.type],
-                default_value=p.format(p.default),
-                min=p.format(p.min),
-                max=p.format(p.max),
-                step=p.format(p.step),
-                choices=list(p.choices),
-                description=p.description,
-            )
-            for p in d.parameters
-        ],
-        indicators=list(d.indicators),
-        vectorised=d.vectorised,
-    )
 
 
 def statuses_from_proto(values: Iterable[int]) -> list[Status]:

@@ -18,6 +18,7 @@ from tradeplane.execution.service_layer.queries import ExecutionQueries
 from tradeplane.execution.service_layer.strategy_runner import StrategyRunner
 from tradeplane.runtime.auth import current_principal
 from tradeplane.runtime.errors import InvalidArgument, Unavailable
+from tradeplane.strategies.proto import definition_to_proto
 from trading.execution.v1 import execution_pb2 as pb
 from trading.execution.v1 import execution_pb2_grpc
 
@@ -286,7 +287,7 @@ class ExecutionServicer(execution_pb2_grpc.ExecutionServiceServicer):
     ) -> pb.ListStrategyDefinitionsResponse:
         definitions, token = self._runner().definitions(request.page_size, request.page_token)
         return pb.ListStrategyDefinitionsResponse(
-            strategies=[sm.definition_out(d) for d in definitions], next_page_token=token
+            strategies=[definition_to_proto(d) for d in definitions], next_page_token=token
         )
 
     async def StartStrategy(

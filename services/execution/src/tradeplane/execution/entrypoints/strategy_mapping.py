@@ -7,18 +7,7 @@ from typing import Any
 from tradeplane.execution.adapters.strategy_store import StrategyRecord
 from tradeplane.execution.entrypoints.mapping import ts, venue_out
 from tradeplane.runtime.errors import InvalidArgument
-from tradeplane.strategies import ParamType, StrategyDefinition
-from trading.common.v1 import common_pb2 as cpb
 from trading.execution.v1 import execution_pb2 as pb
-
-PARAM_TYPE: dict[ParamType, Any] = {
-    ParamType.INT: cpb.PARAMETER_TYPE_INT,
-    ParamType.FLOAT: cpb.PARAMETER_TYPE_FLOAT,
-    ParamType.DECIMAL: cpb.PARAMETER_TYPE_DECIMAL,
-    ParamType.BOOL: cpb.PARAMETER_TYPE_BOOL,
-    ParamType.STRING: cpb.PARAMETER_TYPE_STRING,
-    ParamType.CHOICE: cpb.PARAMETER_TYPE_CHOICE,
-}
 
 
 def states_in(values: Any) -> list[str]:
@@ -48,27 +37,4 @@ def instance_out(r: StrategyRecord) -> pb.StrategyInstance:
         realized_pnl=format(r.realized_pnl.normalize(), "f") if r.realized_pnl else "0",
         start_time=ts(r.start_time),
         stop_time=ts(r.stop_time),
-    )
-
-
-def definition_out(d: StrategyDefinition) -> cpb.StrategyDefinition:
-    return cpb.StrategyDefinition(
-        name=d.name,
-        display_name=d.display_name,
-        description=d.description,
-        parameters=[
-            cpb.ParameterSpec(
-                name=p.name,
-                type=PARAM_TYPE[p.type],
-                default_value=p.format(p.default),
-                min=p.format(p.min),
-                max=p.format(p.max),
-                step=p.format(p.step),
-                choices=list(p.choices),
-                description=p.description,
-            )
-            for p in d.parameters
-        ],
-        indicators=list(d.indicators),
-        vectorised=d.vectorised,
     )
