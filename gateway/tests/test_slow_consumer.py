@@ -1,8 +1,11 @@
 """One slow consumer among 100 browsers (real sockets, real market service / fake execution):
 
-- the other 99 keep their latency: their p99 while the 100th has stopped reading stays within
-  FACTOR x the p99 of a baseline phase where all 100 read (the baseline floored at FLOOR_S:
-  scheduler noise on a shared 2-core machine), and they miss nothing;
+- the other 99 keep their latency: their median and p99 while the 100th has stopped reading
+  stay within FACTOR x those of a baseline phase where all 100 read (the baselines floored at
+  FLOOR_S / P99_FLOOR_S: the browsers share the gateway's event loop, so one scheduler or GC
+  pause on a loaded 2-core machine delays a whole batch for all 99 at once and alone sets
+  the p99; a gateway that waited on the stalled socket would delay them by seconds), and they
+  miss nothing;
 - the gateway's memory stays bounded: every connection's queue stays within its cap
   (GATEWAY_CLIENT_QUEUE_SIZE data frames, plus as many control frames) and the process RSS
   grows by less than RSS_GROWTH_MB while the stalled socket is being fed;
@@ -34,6 +37,7 @@ CLIENTS = 100
 QUEUE = 16
 FACTOR = 3.0
 FLOOR_S = 0.030
+P99_FLOOR_S = 0.250
 RSS_GROWTH_MB = 40.0
 PHASE_S = 2.0
 # 100 ms batches: 10 frames/s per browser keeps this one test process (gateway, market and
@@ -53,10 +57,10 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def _p99(values: list[float]) -> float:
+def _pct(values: list[float], q: float) -> float:
     assert values, "no samples"
     values = sorted(values)
-    return values[min(len(values) - 1, int(0.99 * len(values)))]
+    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 class Reader:
@@ -158,18 +162,21 @@ async def _scenario(
     while not triggered():
         assert time.monotonic() < deadline, "the stalled client never hit the policy"
         await asyncio.sleep(0.05)
-    await asyncio.sleep(PHASE_S / 2)
+    await asyncio.sleep(PHASE_S)
     stall_to = time.time()
     stalled = [x for r in readers for x in r.latencies(stall_from, stall_to)]
     watch.stop()
 
-    p99_base, p99_stall = _p99(baseline), _p99(stalled)
+    p50_base, p50_stall = _pct(baseline, 0.5), _pct(stalled, 0.5)
+    p99_base, p99_stall = _pct(baseline, 0.99), _pct(stalled, 0.99)
     print(
-        f"\n{endpoint}: 99 readers, p99 {p99_base * 1000:.1f} ms baseline -> "
+        f"\n{endpoint}: 99 readers, p50 {p50_base * 1000:.1f} -> {p50_stall * 1000:.1f} ms, "
+        f"p99 {p99_base * 1000:.1f} ms baseline -> "
         f"{p99_stall * 1000:.1f} ms with 1 stalled ({len(baseline)} / {len(stalled)} frames); "
         f"max queue {watch.max_queue}; RSS {rss_before:.0f} -> {max(watch.rss):.0f} MB"
     )
-    assert p99_stall <= FACTOR * max(p99_base, FLOOR_S), (p99_base, p99_stall)
+    assert p50_stall <= FACTOR * max(p50_base, FLOOR_S), (p50_base, p50_stall)
+    assert p99_stall <= FACTOR * max(p99_base, P99_FLOOR_S), (p99_base, p99_stall)
     assert watch.max_queue <= 2 * QUEUE  # data frames <= QUEUE, control frames <= QUEUE more
     assert max(watch.rss) - rss_before < RSS_GROWTH_MB
     return readers, victim_ws, watch

@@ -82,30 +82,42 @@ class UserChannel:
                 await ws.send(
                     orjson.dumps({"type": "subscribe", "channel": channel, "jwt": jwt}).decode()
                 )
-            self.connected = True
-            self.connections += 1
-            log.info("coinbase user channel connected", extra={"url": self._config.ws_url})
-            if self.connections > 1:
-                # Orders that finished while we were away are not in the new snapshot.
-                task = asyncio.ensure_future(self._on_reconnect())
-                self._resyncs.add(task)
-                task.add_done_callback(self._resyncs.discard)
+            subscribed = False
             while True:
                 async with asyncio.timeout(self._config.heartbeat_timeout_seconds):
                     raw = await ws.recv()
-                await self._handle(raw)
+                is_user = await self._handle(raw)
+                if is_user and not subscribed:
+                    # Connected counts from the first `user` message (the snapshot): from then
+                    # on every change arrives here, so a resync started now misses nothing.
+                    # Started at the handshake it could read REST before the subscription
+                    # was live and lose a fill landing in between.
+                    subscribed = True
+                    self._subscribed()
 
-    async def _handle(self, raw: str | bytes) -> None:
+    def _subscribed(self) -> None:
+        self.connected = True
+        self.connections += 1
+        log.info("coinbase user channel connected", extra={"url": self._config.ws_url})
+        if self.connections > 1:
+            # Orders that finished while we were away are not in the new snapshot.
+            task = asyncio.ensure_future(self._on_reconnect())
+            self._resyncs.add(task)
+            task.add_done_callback(self._resyncs.discard)
+
+    async def _handle(self, raw: str | bytes) -> bool:
+        """Handles one message; True when it was a `user` channel message."""
         message = orjson.loads(raw)
         if not isinstance(message, dict):
-            return
+            return False
         if message.get("type") == "error":
             raise ValueError(f"coinbase user channel error: {message.get('message')}")
         if message.get("channel") != "user":
-            return
+            return False
         orders: list[dict[str, Any]] = []
         for event in message.get("events") or []:
             if isinstance(event, dict):
                 orders.extend(o for o in event.get("orders") or [] if isinstance(o, dict))
         if orders:
             await self._on_orders(orders)
+        return True
