@@ -121,6 +121,16 @@ def client_interceptors(token: str | None = None) -> Sequence[grpc.aio.ClientInt
     return [_UnaryUnary(token), _UnaryStream(token), _StreamUnary(token), _StreamStream(token)]
 
 
+# gRPC's default reconnect backoff grows to 120 s: a peer that started (or restarted) after us
+# would be answered UNAVAILABLE for up to two minutes. Peers in the cluster come and go in any
+# order, so retry a refused connection within 2 s at most.
+RECONNECT_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+)
+
+
 def create_channel(
     target: str,
     *,
@@ -128,7 +138,10 @@ def create_channel(
     options: Sequence[tuple[str, Any]] | None = None,
 ) -> grpc.aio.Channel:
     """An insecure (in-cluster / local) channel to `target` ("host:port"). `token` is sent as
-    `authorization: Bearer <token>`; without it the token of the RPC being served is forwarded."""
+    `authorization: Bearer <token>`; without it the token of the RPC being served is forwarded.
+    `options` add to (or override) RECONNECT_OPTIONS."""
+    merged = dict(RECONNECT_OPTIONS)
+    merged.update(dict(options or ()))
     return grpc.aio.insecure_channel(
-        target, options=list(options or ()), interceptors=client_interceptors(token)
+        target, options=list(merged.items()), interceptors=client_interceptors(token)
     )
