@@ -317,22 +317,29 @@ class VenueReconciler:
             if venue_order_id in known_venue_ids:
                 continue
             local = await self._local_for(venue_order_id, None)
+            adopted: VenueOrderState | None = None
             if local is None:
-                state = open_orders.get(venue_order_id) or await self._venue.get_order(
+                adopted = open_orders.get(venue_order_id) or await self._venue.get_order(
                     venue_order_id
                 )
-                if state is None:
+                if adopted is None:
                     report.mismatches.append(
                         Mismatch("", venue_order_id, "fills for an order the venue cannot show")
                     )
                     continue
-                local = await self._adopt(state, report)
+                local = await self._adopt(adopted, report)
             applied = await self._trade_ids(local.order_id)
             for t in order_trades:
                 if t.venue_trade_id not in applied:
                     await self._reports.on_fill(t.for_order(local.order_id))
                     report.fills_applied += 1
                     REPAIRS.labels(self._venue.venue.value, "fill").inc()
+            if adopted is not None:
+                # Adopted as working: its fills are in, now its final status (an outside
+                # order partly filled then canceled while we were away is done, not working).
+                after = await self._store.order(local.order_id)
+                if after is not None and after.status.is_working:
+                    await self._converge(after, adopted, report)
             known_venue_ids.add(venue_order_id)
 
         # Orders placed outside the platform.
