@@ -10,7 +10,7 @@ import math
 import numpy as np
 import pytest
 
-from tradeplane.strategies import IndicatorSpec, compute_all
+from tradeplane.strategies import IndicatorSpec, compute_all, indicator_keys
 from tradeplane.strategies.indicators import INDICATOR_NAMES
 
 
@@ -50,6 +50,14 @@ def test_spec_keys_name_single_and_multiple_outputs() -> None:
     assert set(values) == {"fast", "bb.upper", "bb.middle", "bb.lower"}
     assert all(len(v) == 50 for v in values.values())
     assert math.isnan(values["fast"][1]) and not math.isnan(values["fast"][2])
+
+
+def test_indicator_keys_are_the_computed_keys_in_declaration_order() -> None:
+    """The order of a context's `indicator_values`, known without computing anything."""
+    specs = tuple(IndicatorSpec(f"k{i}", name) for i, name in enumerate(INDICATOR_NAMES))
+    keys = indicator_keys(specs)
+    assert keys == tuple(compute_all(specs, _columns(60)))
+    assert IndicatorSpec("bb", "bollinger").output_keys() == ("bb.upper", "bb.middle", "bb.lower")
 
 
 def test_unknown_indicators_and_parameters_are_refused() -> None:

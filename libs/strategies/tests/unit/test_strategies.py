@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
 import numpy as np
 import pytest
 
@@ -97,3 +100,33 @@ def test_rsi_needs_the_event_path_with_a_stop_loss() -> None:
 def test_malformed_orders_are_refused(kwargs: dict[str, object], text: str) -> None:
     with pytest.raises(ValueError, match=text):
         OrderRequest(**kwargs)  # type: ignore[arg-type]
+
+
+def test_order_requests_are_frozen_values() -> None:
+    """OrderRequest's hand-written __init__ keeps the dataclass behaviour."""
+    request = OrderRequest(
+        Side.SELL, OrderType.STOP_LIMIT, size=1.5, limit_price=2.0, stop_price=2.1, reason="r"
+    )
+    assert (request.side, request.type, request.size, request.quote_size) == (
+        Side.SELL,
+        OrderType.STOP_LIMIT,
+        1.5,
+        None,
+    )
+    assert (request.limit_price, request.stop_price, request.reason) == (2.0, 2.1, "r")
+    same = OrderRequest(
+        side=Side.SELL,
+        type=OrderType.STOP_LIMIT,
+        size=1.5,
+        limit_price=2.0,
+        stop_price=2.1,
+        reason="r",
+    )
+    assert request == same and hash(request) == hash(same)
+    assert pickle.loads(pickle.dumps(request)) == request
+    assert dataclasses.replace(request, size=3.0).size == 3.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        request.size = 2.0  # type: ignore[misc]
+    with pytest.raises(ValueError, match="order amount must be positive"):
+        dataclasses.replace(request, size=-1.0)
+    assert OrderRequest(Side.BUY, quote_size=10.0).type is OrderType.MARKET

@@ -41,6 +41,7 @@ class Recorder(Strategy):
         for key in ("ema", "rsi", "bb.upper", "bb.lower"):
             reads += [ctx.indicator(key, ago) for ago in range(3)]
         reads += [ctx.price(field, 1) for field in ("open", "high", "low", "close")]
+        reads += [*ctx.indicator_values, *ctx.previous_indicator_values]
         self.seen.append(tuple(reads))
         if ctx.position == 0 and ctx.indicator("rsi") < 40:
             buy_with_cash(ctx, 0.9)
@@ -118,9 +119,17 @@ def test_reading_a_future_bar_through_the_context_is_refused(walk: Any) -> None:
 def test_reads_before_the_first_bar_are_nan_not_the_last_bar(walk: Any) -> None:
     class Early(Recorder):
         def on_start(self, ctx: StrategyContext) -> None:
-            self.start_reads = (ctx.indicator("ema"), ctx.price("close"), ctx.indicator("rsi", 5))
+            self.start_reads = (
+                ctx.indicator("ema"),
+                ctx.price("close"),
+                ctx.indicator("rsi", 5),
+                *ctx.indicator_values,
+                *ctx.previous_indicator_values,
+            )
 
     strategy = Early()
     run_event(strategy, walk(50, 24), BacktestSettings(1000.0))
+    assert len(strategy.start_reads) == 3 + 2 * 5  # ema, rsi, bb.upper/middle/lower
     assert all(math.isnan(x) for x in strategy.start_reads)
-    assert math.isnan(strategy.seen[0][-1])  # previous close at bar 0
+    assert all(math.isnan(x) for x in strategy.seen[0][-5:])  # previous values at bar 0
+    assert math.isnan(strategy.seen[0][-11])  # previous close at bar 0

@@ -24,7 +24,13 @@ from tradeplane.strategies.api import (
     close_position,
     sell,
 )
-from tradeplane.strategies.indicators import INDICATOR_NAMES, FloatArray, IndicatorSpec, compute_all
+from tradeplane.strategies.indicators import (
+    INDICATOR_NAMES,
+    FloatArray,
+    IndicatorSpec,
+    compute_all,
+    indicator_keys,
+)
 from tradeplane.strategies.params import Parameter, ParamType, ParamValue, validate_params
 from tradeplane.strategies.registry import (
     create_strategy,
@@ -56,6 +62,7 @@ __all__ = [
     "close_position",
     "compute_all",
     "create_strategy",
+    "indicator_keys",
     "register",
     "sell",
     "strategy_class",

@@ -16,7 +16,14 @@ from types import MappingProxyType
 
 from tradeplane.indicators import INDICATORS, FloatArray
 
-__all__ = ["INDICATOR_NAMES", "FloatArray", "IndicatorSpec", "Series", "compute_all"]
+__all__ = [
+    "INDICATOR_NAMES",
+    "FloatArray",
+    "IndicatorSpec",
+    "Series",
+    "compute_all",
+    "indicator_keys",
+]
 
 Series = Mapping[str, FloatArray]
 
@@ -58,6 +65,13 @@ class IndicatorSpec:
         """The parameters with the indicator's defaults filled in."""
         return INDICATORS[self.name].resolve(self.params)
 
+    def output_keys(self) -> tuple[str, ...]:
+        """The keys its outputs are read under, in the indicator's output order."""
+        outputs = INDICATORS[self.name].outputs
+        if len(outputs) == 1:
+            return (self.key,)
+        return tuple(f"{self.key}.{name}" for name in outputs)
+
     def compute(self, series: Series) -> dict[str, FloatArray]:
         """Every output over the whole run, keyed "<key>" or "<key>.<output>"."""
         outputs = INDICATORS[self.name].compute(_Columns.of(series), self.params)
@@ -75,3 +89,9 @@ def compute_all(specs: tuple[IndicatorSpec, ...], series: Series) -> Mapping[str
                 raise ValueError(f"two indicators are both read as {key!r}")
             out[key] = values
     return MappingProxyType(out)
+
+
+def indicator_keys(specs: tuple[IndicatorSpec, ...]) -> tuple[str, ...]:
+    """Every key `specs` are read under, in declaration order: the order of a context's
+    `indicator_values`."""
+    return tuple(key for spec in specs for key in spec.output_keys())

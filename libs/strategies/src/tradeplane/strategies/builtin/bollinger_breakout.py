@@ -43,10 +43,11 @@ class BollingerBreakout(Strategy):
         return (IndicatorSpec("bb", "bollinger", params),)
 
     def on_bar(self, ctx: StrategyContext, bar: Bar) -> None:
+        upper, middle, _lower = ctx.indicator_values  # bb.upper, bb.middle, bb.lower
         position = ctx.position
-        if position == 0 and bar.close > ctx.indicator("bb.upper"):
+        if position == 0 and bar.close > upper:
             buy_with_cash(ctx, self.entry_fraction(), "close above upper band")
-        elif position > 0 and bar.close < ctx.indicator("bb.middle"):
+        elif position > 0 and bar.close < middle:
             close_position(ctx, "close back below the middle band")
 
     def signals(

@@ -66,7 +66,7 @@ class RsiMeanReversion(Strategy):
         return (IndicatorSpec("rsi", "rsi", {"period": int(self.params["rsi_period"])}),)
 
     def on_bar(self, ctx: StrategyContext, bar: Bar) -> None:
-        value = ctx.indicator("rsi")
+        (value,) = ctx.indicator_values
         position = ctx.position
         if position == 0 and value < float(self.params["oversold"]):
             buy_with_cash(ctx, self.entry_fraction(), f"RSI {value:.1f} oversold")

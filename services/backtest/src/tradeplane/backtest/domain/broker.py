@@ -46,6 +46,13 @@ class OrderStatus(enum.Enum):
     REJECTED = "rejected"
 
 
+# Reading an enum member through its class costs ~70 ns on CPython 3.11 (a module global
+# ~7 ns); these are read several times per fill.
+_BUY = Side.BUY
+_MARKET, _LIMIT, _STOP = OrderType.MARKET, OrderType.LIMIT, OrderType.STOP
+_OPEN, _FILLED = OrderStatus.OPEN, OrderStatus.FILLED
+
+
 @dataclass(slots=True)
 class Order:
     """An order of the run and its (final, after the run) status."""
@@ -121,7 +128,7 @@ class Broker:
 
     def cancel(self, order_id: str, bar: int, time: int) -> bool:
         order = self._by_id.get(order_id)
-        if order is None or order.status is not OrderStatus.OPEN:
+        if order is None or order.status is not _OPEN:
             return False
         self._finish(order, OrderStatus.CANCELED, bar, time)
         return True
@@ -141,7 +148,7 @@ class Broker:
         """Fills `order` now at `price` moved by slippage; None when it was rejected."""
         slip = self._slip
         if slip:
-            price = price * (1.0 + slip) if order.request.side is Side.BUY else price * (1.0 - slip)
+            price = price * (1.0 + slip) if order.request.side is _BUY else price * (1.0 - slip)
         return self._execute(order, price, bar, time)
 
     def match_bar(
@@ -152,10 +159,13 @@ class Broker:
         for order in list(self.working):
             request = order.request
             kind = request.type
-            buy = request.side is Side.BUY
-            if kind is OrderType.MARKET:
-                fill = self.fill_market(order, open_, bar, time)
-            elif kind is OrderType.LIMIT or order.triggered:
+            buy = request.side is _BUY
+            if kind is _MARKET:
+                if self._slip:
+                    fill = self.fill_market(order, open_, bar, time)
+                else:  # the common case, one call less
+                    fill = self._execute(order, open_, bar, time)
+            elif kind is _LIMIT or order.triggered:
                 limit = request.limit_price
                 assert limit is not None
                 if buy and low <= limit:
@@ -173,7 +183,7 @@ class Broker:
                     trigger = min(open_, stop)
                 else:
                     continue
-                if kind is OrderType.STOP:
+                if kind is _STOP:
                     fill = self.fill_market(order, trigger, bar, time)
                 else:
                     limit = request.limit_price
@@ -191,7 +201,7 @@ class Broker:
     def _execute(self, order: Order, price: float, bar: int, time: int) -> FillRecord | None:
         request = order.request
         portfolio = self.portfolio
-        buy = request.side is Side.BUY
+        buy = request.side is _BUY
         fixed, rate = self._fee_fixed, self._fee_rate
         if request.size is not None:
             size = request.size
@@ -226,7 +236,10 @@ class Broker:
         order.filled_size = size
         order.average_fill_price = price
         order.fees = fee
-        self._finish(order, OrderStatus.FILLED, bar, time)
+        order.status = _FILLED  # _finish, inlined
+        order.update_bar = bar
+        order.update_time = time
+        self.working.remove(order)
         bars = self.change_bars
         if bars and bars[-1] == bar:
             self.change_cash[-1] = portfolio.cash

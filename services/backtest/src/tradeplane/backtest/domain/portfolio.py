@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 from tradeplane.strategies import Side
@@ -29,6 +30,10 @@ from tradeplane.strategies import Side
 class FillKind(enum.Enum):
     ENTRY = "entry"  # opened or increased a position
     EXIT = "exit"  # reduced, closed or flipped it
+
+
+# Enum members through their class cost ~70 ns each on CPython 3.11; `apply` runs per fill.
+_BUY, _ENTRY, _EXIT = Side.BUY, FillKind.ENTRY, FillKind.EXIT
 
 
 class FillRecord(NamedTuple):
@@ -44,6 +49,10 @@ class FillRecord(NamedTuple):
     kind: FillKind
     trade_id: str
     reason: str
+
+
+# Builds a FillRecord from a tuple in C: a third of the NamedTuple constructor's cost.
+_fill_record = partial(tuple.__new__, FillRecord)
 
 
 @dataclass(slots=True)
@@ -141,7 +150,7 @@ class Portfolio:
         reason: str = "",
     ) -> FillRecord:
         """Books one fill; returns its record."""
-        sign = 1.0 if side is Side.BUY else -1.0
+        sign = 1.0 if side is _BUY else -1.0
         self.cash -= sign * size * price + fee
         self.fees_paid += fee
         qty = self.quantity
@@ -157,8 +166,8 @@ class Portfolio:
             trade.entry_size += size
             trade.entry_notional += size * price
             trade.fees += fee
-            return FillRecord(
-                order_id, bar, time, side, price, size, fee, FillKind.ENTRY, trade.trade_id, reason
+            return _fill_record(
+                (order_id, bar, time, side, price, size, fee, _ENTRY, trade.trade_id, reason)
             )
         # Reducing, closing or flipping.
         held = abs(qty)
@@ -175,8 +184,8 @@ class Portfolio:
         # Partial exits can leave float dust where the sum should be exactly zero.
         if abs(remaining) <= 1e-12 * held:
             remaining = 0.0
-        record = FillRecord(
-            order_id, bar, time, side, price, size, fee, FillKind.EXIT, trade.trade_id, reason
+        record = _fill_record(
+            (order_id, bar, time, side, price, size, fee, _EXIT, trade.trade_id, reason)
         )
         if remaining == 0.0 or (remaining > 0.0) != (qty > 0.0):
             trade.open = False

@@ -25,6 +25,7 @@ from tradeplane.strategies import (
     Strategy,
     WorkingOrder,
     compute_all,
+    indicator_keys,
 )
 
 
@@ -49,6 +50,7 @@ class ProductSession:
             k: [] for k in ("time", "open", "high", "low", "close", "volume")
         }
         self.indicators: Mapping[str, Any] = {}
+        self.indicator_keys = indicator_keys(strategy.indicators())
         self.offset = 0  # bars dropped from the front of the window
         self.warm = False
         self.started = False
@@ -125,6 +127,19 @@ class ProductSession:
             raise KeyError(f"indicator {key!r} was not declared by the strategy") from None
         j = self._index(ago)
         return float(values[j]) if j >= 0 else math.nan
+
+    @property
+    def indicator_values(self) -> tuple[float, ...]:
+        return self._values(0)
+
+    @property
+    def previous_indicator_values(self) -> tuple[float, ...]:
+        return self._values(1)
+
+    def _values(self, ago: int) -> tuple[float, ...]:
+        if not self.indicators:  # no bar yet
+            return (math.nan,) * len(self.indicator_keys)
+        return tuple(self.indicator(key, ago) for key in self.indicator_keys)
 
     def price(self, field: str = "close", ago: int = 0) -> float:
         if field not in self.columns or field == "time":
