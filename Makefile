@@ -25,6 +25,8 @@ test: $(STAMP) debian-packages web
 ## The chaos suite's longer variants (more fuzzing); SEED=N repeats a run (it is printed).
 test-chaos: $(STAMP)
 	@CHAOS_SOAK=1 FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-200} CHAOS_STREAM_EVENTS=$${CHAOS_STREAM_EVENTS:-100000} \
+	  CHAOS_SUBMIT_ORDERS=$${CHAOS_SUBMIT_ORDERS:-1000} CHAOS_SUBMIT_KILLS=$${CHAOS_SUBMIT_KILLS:-6} \
+	  CHAOS_FILLS=$${CHAOS_FILLS:-10000} CHAOS_FILL_KILLS=$${CHAOS_FILL_KILLS:-5} \
 	  $(PY) -m pytest tests/chaos -p no:cacheprovider \
 	  --seed=$${SEED:-$$RANDOM} $(PYTEST_ARGS)
 

@@ -28,9 +28,13 @@ answer is held for `lost_hold_seconds`, longer than the client waits), `fail_aft
 = n` (processed, then a 500), `fail_next = [status, ...]` (answered without processing, e.g.
 503), `rate_limit_next = n` (429 with Retry-After `retry_after`), `create_delay` (seconds the
 answer to a processed create is held; `create_pending` is set meanwhile), `delay_before_create`
-(seconds before processing), `hide(order_id, n)` (the next n GETs answer 404). Outside
-changes: `cancel_outside`, `fill`, `place_outside`, `replay_user_updates` (repeats every
-order's state on the user channel, as after a reconnect).
+(seconds before processing), `hide(order_id, n)` (the next n GETs answer 404),
+`hold_requests = n` / `hold_answers = n` (the next n creates wait before processing / keep
+their processed answer until `release_held()`; `create_held` is set and `held_client_ids`
+lists them meanwhile). Outside
+changes: `cancel_outside`, `fill`, `fill_many` (bulk: each touched order published once),
+`place_outside`, `replay_user_updates` (repeats every order's state on the user channel, as
+after a reconnect).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ import asyncio
 import json
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -191,6 +196,12 @@ class FakeCoinbaseOrders:
         self.create_delay = 0.0
         self.delay_before_create = 0.0
         self.create_pending = asyncio.Event()
+        # Held creates (chaos tests kill the client meanwhile): released by release_held().
+        self.hold_requests = 0
+        self.hold_answers = 0
+        self.held_client_ids: list[str] = []  # creates held now, in arrival order
+        self.create_held = asyncio.Event()  # set while at least one create is held
+        self._release = asyncio.Event()
         # Answer a repeated client_order_id (same payload) with a DUPLICATE failure instead of
         # the existing order (the client must then find its order, not call it rejected).
         self.duplicate_as_failure = False
@@ -259,6 +270,44 @@ class FakeCoinbaseOrders:
             self.publish(order)
         return trade_id
 
+    def fill_many(
+        self,
+        fills: Iterable[tuple[str, Decimal | str, Decimal | str | None]],
+        *,
+        liquidity: str = "MAKER",
+        publish: bool = True,
+    ) -> list[str]:
+        """Several fills (order_id, size, price) at once; each touched order's state is
+        published once, after all of them (a cumulative jump). Returns the trade ids."""
+        touched: dict[str, FakeOrder] = {}
+        trade_ids = []
+        for order_id, size, price in fills:
+            trade_ids.append(self.fill(order_id, size, price, liquidity=liquidity, publish=False))
+            touched[order_id] = self.orders[order_id]
+        if publish:
+            for order in touched.values():
+                self.publish(order)
+        return trade_ids
+
+    def release_held(self) -> int:
+        """Let every held create go on (a held request is processed now); stop holding.
+        Returns how many were held."""
+        held = len(self.held_client_ids)
+        self.hold_requests = self.hold_answers = 0
+        self._release.set()
+        self._release = asyncio.Event()
+        self.create_held.clear()
+        return held
+
+    async def _hold(self, client_id: str) -> None:
+        release = self._release
+        self.held_client_ids.append(client_id)
+        self.create_held.set()
+        try:
+            await release.wait()
+        finally:
+            self.held_client_ids.remove(client_id)
+
     def cancel_outside(self, order_id: str, *, publish: bool = True) -> None:
         order = self.orders[order_id]
         order.status = "CANCELLED"
@@ -319,6 +368,9 @@ class FakeCoinbaseOrders:
             await asyncio.sleep(self.delay_before_create)
         body = request.json() or {}
         client_id = str(body.get("client_order_id") or "")
+        if self.hold_requests > 0:
+            self.hold_requests -= 1
+            await self._hold(client_id)  # on its way: processed once released
         if not client_id:
             self.empty_client_ids += 1
             return 400, {"error": "INVALID_ARGUMENT", "message": "client_order_id is required"}
@@ -364,6 +416,9 @@ class FakeCoinbaseOrders:
         if self.create_delay:
             self.create_pending.set()
             await asyncio.sleep(self.create_delay)
+        if self.hold_answers > 0:
+            self.hold_answers -= 1
+            await self._hold(client_id)  # placed; the answer waits until released
         return 200, answer
 
     def _place(
@@ -508,9 +563,15 @@ class FakeCoinbaseOrders:
             return fault
         order_id = request.query.get("order_ids")
         since = request.query.get("start_sequence_timestamp")
+        # One order's fills are looked up directly (tests with many thousand fills).
+        orders = (
+            [self.orders[order_id]]
+            if order_id and order_id in self.orders
+            else ([] if order_id else self.orders.values())
+        )
         fills = [
             f
-            for o in self.orders.values()
+            for o in orders
             for f in o.fills
             if (not order_id or f["order_id"] == order_id)
             and (not since or f["sequence_timestamp"] >= since)
