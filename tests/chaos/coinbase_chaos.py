@@ -160,10 +160,10 @@ class CoinbaseStack:
 
 
 def execution_env(
-    fake: FakeCoinbase,
     keys: CoinbaseKeys,
     *,
     rest_url: str,
+    ws_url: str,
     market_addr: str,
     database_url: str,
     extra: Mapping[str, str] | None = None,
@@ -175,7 +175,7 @@ def execution_env(
         "COINBASE_API_KEY": keys.name,
         "COINBASE_API_SECRET": keys.private_pem,
         "EXECUTION_COINBASE_REST_URL": rest_url,
-        "EXECUTION_COINBASE_WS_URL": fake.ws_url,
+        "EXECUTION_COINBASE_WS_URL": ws_url,
         "EXECUTION_COINBASE_CA_FILE": keys.ca_file,
         "EXECUTION_COINBASE_TIMEOUT_SECONDS": "2",
         "EXECUTION_COINBASE_MAX_ATTEMPTS": "4",
@@ -190,6 +190,18 @@ def execution_env(
     return env
 
 
+async def start_fake_coinbase(keys: CoinbaseKeys) -> FakeCoinbase:
+    """The fake Coinbase over HTTPS/WSS, checking JWTs signed by `keys`."""
+    fake = FakeCoinbase(
+        heartbeat_interval=0.5,
+        ssl_context=keys.server_tls,
+        jwt_public_key=keys.public_pem,
+        jwt_key_name=keys.name,
+    )
+    await fake.start()
+    return fake
+
+
 @asynccontextmanager
 async def coinbase_stack(
     directory: Path,
@@ -201,13 +213,7 @@ async def coinbase_stack(
 ) -> AsyncIterator[CoinbaseStack]:
     """The fake Coinbase, the proxy, market and execution (started, trading SERVING)."""
     keys = make_keys(directory)
-    fake = FakeCoinbase(
-        heartbeat_interval=0.5,
-        ssl_context=keys.server_tls,
-        jwt_public_key=keys.public_pem,
-        jwt_key_name=keys.name,
-    )
-    await fake.start()
+    fake = await start_fake_coinbase(keys)
     proxy = await FaultProxy("127.0.0.1", fake.port, seed=seed).start()
     channel: grpc.aio.Channel | None = None
     execution: ExecutionProcess | None = None
@@ -217,9 +223,9 @@ async def coinbase_stack(
         )
         await asyncio.to_thread(market.start)
         env = execution_env(
-            fake,
             keys,
             rest_url=f"https://127.0.0.1:{proxy.port}",
+            ws_url=fake.ws_url,
             market_addr=market.address,
             database_url=database_url,
             extra=execution_extra,

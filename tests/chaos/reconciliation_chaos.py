@@ -13,6 +13,7 @@ from decimal import Decimal
 
 import grpc
 import grpc.aio
+from coinbase_chaos import execution_env
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -34,10 +35,9 @@ FATES = (
     "partial",  # partly filled, still open
     "partial_then_canceled",
 )
-# Of an order placed outside the platform while execution is down. One canceled without a
-# trade leaves nothing to adopt; one partly filled then canceled is adopted still working
-# (the xfail test of test_fail_closed_reconciliation.py), so it is left out here.
-EXTERNAL_FATES = ("untouched", "partial", "filled")
+# Of an order placed outside the platform while execution is down (one canceled without a
+# trade leaves nothing to adopt).
+EXTERNAL_FATES = ("untouched", "partial", "filled", "partial_then_canceled")
 
 
 def execution_process(
@@ -53,26 +53,19 @@ def execution_process(
     """`python -m tradeplane.execution` on the coinbase venue, REST and `user` WebSocket
     through `venue_port` (the fault proxy in front of the fake Coinbase). Without the user
     channel nothing but the reconciliation runs looks at the venue (no resync on reconnect)."""
-    return services.create(
-        "execution",
-        "tradeplane.execution",
-        {
-            "DATABASE_URL": database_url,
-            "MARKET_ADDR": market_address,
-            "EXECUTION_VENUE": "coinbase",
-            "COINBASE_API_KEY": keys.name,
-            "COINBASE_API_SECRET": keys.private_pem,
-            "EXECUTION_COINBASE_REST_URL": f"https://127.0.0.1:{venue_port}",
-            "EXECUTION_COINBASE_WS_URL": f"wss://127.0.0.1:{venue_port}" if user_channel else "",
-            "EXECUTION_COINBASE_CA_FILE": keys.ca_file,
-            "EXECUTION_COINBASE_TIMEOUT_SECONDS": "2",
+    env = execution_env(
+        keys,
+        rest_url=f"https://127.0.0.1:{venue_port}",
+        ws_url=f"wss://127.0.0.1:{venue_port}" if user_channel else "",
+        market_addr=market_address,
+        database_url=database_url,
+        extra={
             "EXECUTION_COINBASE_MAX_ATTEMPTS": "6",
-            "EXECUTION_COINBASE_HEARTBEAT_TIMEOUT_SECONDS": "3",
             "EXECUTION_RECONCILE_INTERVAL_SECONDS": str(reconcile_interval),
             "EXECUTION_RECONCILE_CONFIRM_SECONDS": "0.3",
-            "SHUTDOWN_GRACE_SECONDS": "1",
         },
     )
+    return services.create("execution", "tradeplane.execution", env)
 
 
 async def trading_health(channel: grpc.aio.Channel) -> int:
@@ -205,6 +198,8 @@ def change_while_down(
         changes.external_fates[outside.order_id] = fate
         if fate == "filled":
             fake.fill(outside.order_id, size, publish=False)
-        elif fate == "partial":
+        elif fate in ("partial", "partial_then_canceled"):
             fake.fill(outside.order_id, _part(size, rng), publish=False)
+            if fate == "partial_then_canceled":
+                fake.cancel_outside(outside.order_id, publish=False)
     return changes

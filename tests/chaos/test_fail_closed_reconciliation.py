@@ -4,13 +4,13 @@ A real execution process (`python -m tradeplane.execution`, Postgres, the coinba
 pointing at the fake Coinbase over HTTPS/WSS through the fault proxy) rests dozens of orders,
 some partly filled while it watches, and is SIGKILLed. While it is down the fake exchange
 changes at seeded choices, none of it reported on the user channel: orders canceled outside,
-filled (in one or two trades), partly filled, partly filled then canceled, a brief
-"not found" (one 404) for some, orders placed outside the platform (some partly filled).
-It restarts while the proxy adds latency and resets every connection (REST and the user
-channel) at seeded moments. Once trading reports SERVING: every order's status and filled
-size equal the fake's, its fills are exactly the fake's trades (by trade id, none twice),
-no order that was merely not found is canceled, the outside orders are adopted and marked
-external.
+filled (in one or two trades), partly filled, partly filled then canceled, a brief "not found"
+(one 404) for some, orders placed outside the platform (some filled, partly filled, or partly
+filled then canceled). It restarts while the proxy adds latency and resets every connection
+(REST and the user channel) at seeded moments. Once trading reports SERVING: every order's
+status and filled size equal the fake's, its fills are exactly the fake's trades (by trade id,
+none twice), no order that was merely not found is canceled, the outside orders are adopted and
+marked external.
 
 Second: what reconciliation cannot resolve - an order the venue keeps answering "not found"
 past the confirmation, and fills of an order the venue cannot show - keeps trading
@@ -35,6 +35,7 @@ import grpc
 import grpc.aio
 import pytest
 import pytest_asyncio
+from coinbase_chaos import start_fake_coinbase
 from reconciliation_chaos import (
     FATES,
     NOT_SERVING,
@@ -76,13 +77,7 @@ def keys(tmp_path: Path) -> CoinbaseKeys:
 
 @pytest_asyncio.fixture
 async def fake(keys: CoinbaseKeys) -> AsyncIterator[FakeCoinbase]:
-    server = FakeCoinbase(
-        heartbeat_interval=0.5,
-        ssl_context=keys.server_tls,
-        jwt_public_key=keys.public_pem,
-        jwt_key_name=keys.name,
-    )
-    await server.start()
+    server = await start_fake_coinbase(keys)
     try:
         yield server
     finally:
