@@ -168,3 +168,37 @@ async def test_sequencer_waits_for_an_earlier_open_transaction(
         (before + 2, "late"),
     ]
     await sequencer.start()
+
+
+async def test_a_writer_connection_killed_by_the_database_answers_unavailable_then_recovers(
+    execution: RunningExecution,
+) -> None:
+    """Postgres: the group commit's own connection is terminated by the server (as on a
+    database restart): the submit that finds it broken gets UNAVAILABLE and changes nothing,
+    the caller's retry (same client order id) is served on a new connection, once."""
+    store = execution.app.store
+    writer = store._writer
+    if writer is None:
+        pytest.skip("SQLite: the group commit runs on the SQLAlchemy engine")
+    price = await last_price(execution)
+    far = (price / 2).quantize(Decimal("0.01"))
+    await execution.stub.SubmitOrder(limit("conn-0", common_pb2.SIDE_BUY, far))  # connected
+    assert writer._conn is not None
+    pid = writer._conn.info.backend_pid
+    async with store.engine.connect() as conn:
+        await conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        alive = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+        await eventually(
+            lambda: conn.exec_driver_sql(alive), lambda r: r.scalar_one() == 0, seconds=10
+        )
+    request = limit("conn-1", common_pb2.SIDE_BUY, far)
+    with pytest.raises(grpc.aio.AioRpcError) as failed:
+        await execution.stub.SubmitOrder(request)
+    assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
+    listed = (await execution.stub.ListOrders(pb.ListOrdersRequest())).orders
+    assert "conn-1" not in {o.client_order_id for o in listed}  # nothing was committed
+    order = (await execution.stub.SubmitOrder(request)).order
+    assert order.status == pb.ORDER_STATUS_OPEN
+    assert writer._conn.info.backend_pid != pid
+    again = (await execution.stub.SubmitOrder(request)).order  # idempotent: the same order
+    assert again.order_id == order.order_id

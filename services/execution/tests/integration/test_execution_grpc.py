@@ -272,6 +272,33 @@ async def test_stream_events_resume_returns_exactly_the_missed_events(
     assert live_events[0].order_submitted.client_order_id == "s-3"
 
 
+async def test_events_of_a_shared_batch_carry_their_own_callers_trace(
+    execution: RunningExecution,
+) -> None:
+    """Concurrent submits share their transactions (group commit), yet each order's events
+    carry the trace of the call that placed it (a consumer continues that trace)."""
+    price = await last_price(execution)
+    far = (price / 2).quantize(Decimal("0.01"))
+    _, before = await execution.app.store.event_bounds()
+    traces = {f"tr-{i}": f"{i + 1:032x}" for i in range(8)}
+
+    async def submit(coid: str, trace_id: str) -> None:
+        parent = f"00-{trace_id}-{1:016x}-01"
+        await execution.stub.SubmitOrder(
+            limit(coid, common_pb2.SIDE_BUY, far), metadata=(("traceparent", parent),)
+        )
+
+    await asyncio.gather(*(submit(c, t) for c, t in traces.items()))
+    events, _ = await read_events(execution, before, 2 * len(traces))  # submitted, acked
+    seen: dict[str, set[str]] = {}
+    for e in events:
+        order = e.order_submitted if e.HasField("order_submitted") else e.order_updated
+        seen.setdefault(order.client_order_id, set()).add(e.trace_context["traceparent"])
+    assert seen.keys() == traces.keys()
+    for coid, parents in seen.items():
+        assert {p.split("-")[1] for p in parents} == {traces[coid]}, coid
+
+
 async def test_restart_keeps_open_orders_and_sends_unacknowledged_intents(
     market: MarketApp, execution_db: str
 ) -> None:

@@ -16,9 +16,11 @@ class Recorder:
         self.batches: list[list[int]] = []
         self.release = asyncio.Event()
         self.release.set()
+        self.started = asyncio.Event()  # a flush began
 
     async def flush(self, items: Sequence[int]) -> list[int | Exception]:
         self.batches.append(list(items))
+        self.started.set()
         await self.release.wait()
         return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
 
@@ -28,7 +30,7 @@ async def test_an_idle_caller_is_flushed_alone_and_waiting_ones_share_the_next_f
     gc: GroupCommit[int, int] = GroupCommit(rec.flush)
     rec.release.clear()
     first = asyncio.ensure_future(gc.submit(1))
-    await asyncio.sleep(0)
+    await rec.started.wait()  # its flush began (after one turn of the event loop)
     others = [asyncio.ensure_future(gc.submit(i)) for i in (2, 3, 4)]
     await asyncio.sleep(0)
     assert not first.done()  # answered only after its flush returns
@@ -36,6 +38,26 @@ async def test_an_idle_caller_is_flushed_alone_and_waiting_ones_share_the_next_f
     assert await first == 10
     assert await asyncio.gather(*others) == [20, 30, 40]
     assert rec.batches == [[1], [2, 3, 4]]
+
+
+async def test_what_answered_callers_submit_next_joins_the_waiting_items() -> None:
+    """An intent's caller submits its venue ack right after its flush answered: the ack joins
+    the items that queued during that flush rather than waiting for the flush after."""
+    rec = Recorder()
+    gc: GroupCommit[int, int] = GroupCommit(rec.flush)
+
+    async def caller(i: int) -> int:
+        await gc.submit(i)
+        return await gc.submit(i + 100)
+
+    rec.release.clear()
+    callers = [asyncio.ensure_future(caller(i)) for i in (1, 2, 3)]
+    await rec.started.wait()
+    late = asyncio.ensure_future(gc.submit(4))  # queues while the first flush runs
+    await asyncio.sleep(0)
+    rec.release.set()
+    assert await asyncio.gather(*callers, late) == [1010, 1020, 1030, 40]
+    assert rec.batches == [[1, 2, 3], [4, 101, 102, 103]]
 
 
 async def test_errors_are_per_item_and_a_failed_flush_fails_its_batch_only() -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tradeplane.execution.domain.accounts import Account
 from tradeplane.execution.domain.decimals import format_decimal
 from tradeplane.execution.domain.decisions import Decision
 from tradeplane.execution.domain.fills import Fill
@@ -116,6 +117,21 @@ ORDER_MUTABLE = (
     "status_reason",
     "update_time_us",
 )
+
+
+def order_mutable_row(order: Order) -> dict[str, Any]:
+    """The ORDER_MUTABLE columns of ``order_row`` (an update needs no fingerprint)."""
+    return {
+        "venue_order_id": order.venue_order_id,
+        "status": order.status.value,
+        "filled_size": format_decimal(order.filled_size),
+        "filled_quote": format_decimal(order.filled_quote),
+        "fees": format_decimal(order.fees),
+        "fee_currency": order.fee_currency,
+        "fill_count": len(order.fill_trade_ids),
+        "status_reason": order.status_reason,
+        "update_time_us": to_us(order.update_time),
+    }
 
 
 def row_order(r: Any, trade_ids: Iterable[str] = ()) -> Order:
@@ -377,6 +393,20 @@ def row_decision(r: Any, order_ids: Iterable[str] = ()) -> Decision:
         cost_currency=r.cost_currency,
         create_time=from_us(r.create_time_us),
         order_ids=tuple(order_ids),
+    )
+
+
+def row_account(r: Any) -> Account:
+    return Account(
+        account_id=r.account_id,
+        venue=Venue(r.venue),
+        display_name=r.display_name,
+        valuation_currency=r.valuation_currency,
+        create_time=from_us(r.create_time_us),
+        cash=json_cash(r.cash),
+        peak_equity=opt_dec(r.peak_equity),
+        daily_pnl=daily_pnl(r.daily_pnl_day, r.daily_pnl_amount),
+        loss_streak=loss_streak(r.loss_streak_count, r.loss_streak_last_us),
     )
 
 

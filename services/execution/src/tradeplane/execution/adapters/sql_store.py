@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -24,12 +25,9 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    String,
     and_,
     bindparam,
     delete,
-    exists,
     func,
     or_,
     select,
@@ -40,6 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ColumnElement, Select
 
 from tradeplane.execution.adapters import orm, rows
+from tradeplane.execution.adapters.pg_writer import BatchInputs, PgLink, PgTx
+from tradeplane.execution.adapters.rows import row_account
 from tradeplane.execution.domain.accounts import Account
 from tradeplane.execution.domain.decimals import ZERO
 from tradeplane.execution.domain.decisions import Decision
@@ -103,13 +103,25 @@ class SqlTx:
         self.conn = conn
         self._dialect = dialect
         self.events: list[tuple[ExecutionEvent, datetime]] = []
+        self._origins: list[contextvars.Context | None] = []
         self.last_seq = 0
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
 
-    def add_event(self, event: ExecutionEvent, time: datetime) -> None:
+    def add_event(
+        self, event: ExecutionEvent, time: datetime, origin: contextvars.Context | None = None
+    ) -> None:
+        """``origin``: the context of the caller the change is for (a batch serves several),
+        so the event carries that caller's trace; default: the current one."""
         self.events.append((event, time))
+        self._origins.append(origin)
+
+    def _payloads(self, encode: EventEncoder) -> list[bytes]:
+        return [
+            encode(event) if origin is None else origin.run(encode, event)
+            for (event, _), origin in zip(self.events, self._origins, strict=True)
+        ]
 
     # -- accounts
 
@@ -176,7 +188,7 @@ class SqlTx:
 
     async def update_order(self, order: Order) -> None:
         t = orm.orders
-        values = rows.order_row(order)
+        values = rows.order_mutable_row(order)
         await self.conn.execute(
             update(t)
             .where(t.c.order_id == order.order_id)
@@ -316,6 +328,27 @@ class SqlTx:
         )
         return {r.order_id: rows.row_order(r) for r in await self.conn.execute(q)}
 
+    async def batch_inputs(
+        self,
+        order_ids: Sequence[str],
+        account_ids: Sequence[str],
+        keys: Sequence[tuple[str, str]],
+        pairs: Sequence[tuple[str, str]],
+    ) -> BatchInputs:
+        """Lock the acknowledged orders, then the accounts, then read the risk inputs (the
+        same as ``PgTx.batch_inputs``, one statement at a time)."""
+        out = BatchInputs()
+        if order_ids:
+            out.orders = await self.lock_orders(order_ids)
+        if account_ids:
+            out.accounts = await self.lock_accounts(account_ids)
+            out.known = await self.orders_by_client_ids(keys)
+            out.limits = await self.risk_limits_of(account_ids)
+            out.states = await self.trading_states_of(account_ids)
+            out.positions = await self.positions_of(account_ids)
+            out.open_sizes = await self.open_sizes_of(pairs)
+        return out
+
     async def update_orders(self, orders: Sequence[Order]) -> None:
         if not orders:
             return
@@ -327,7 +360,7 @@ class SqlTx:
         )
         params = []
         for order in orders:
-            values = rows.order_row(order)
+            values = rows.order_mutable_row(order)
             params.append(
                 {"b_order_id": order.order_id, **{f"b_{k}": values[k] for k in rows.ORDER_MUTABLE}}
             )
@@ -431,9 +464,9 @@ class SqlTx:
                 "time_us": rows.to_us(time),
                 "account_id": event.account_id,
                 "event_type": event.type.value,
-                "payload": encode(event),
+                "payload": payload,
             }
-            for event, time in self.events
+            for (event, time), payload in zip(self.events, self._payloads(encode), strict=True)
         ]
         if self._dialect == "postgresql":
             # txid is filled by the column default (this transaction's id): no round trip.
@@ -463,22 +496,6 @@ async def append_numbered(conn: AsyncConnection, events: Sequence[dict[str, Any]
     return last
 
 
-def row_account(r: Any) -> Account:
-    from tradeplane.execution.domain.values import Venue
-
-    return Account(
-        account_id=r.account_id,
-        venue=Venue(r.venue),
-        display_name=r.display_name,
-        valuation_currency=r.valuation_currency,
-        create_time=rows.from_us(r.create_time_us),
-        cash=rows.json_cash(r.cash),
-        peak_equity=rows.opt_dec(r.peak_equity),
-        daily_pnl=rows.daily_pnl(r.daily_pnl_day, r.daily_pnl_amount),
-        loss_streak=rows.loss_streak(r.loss_streak_count, r.loss_streak_last_us),
-    )
-
-
 async def load_risk_limits(conn: AsyncConnection, account_id: str) -> RiskLimits:
     t = orm.risk_limits
     r = (await conn.execute(select(t).where(t.c.account_id == account_id))).first()
@@ -486,7 +503,14 @@ async def load_risk_limits(conn: AsyncConnection, account_id: str) -> RiskLimits
 
 
 class SqlStore:
-    def __init__(self, engine: AsyncEngine, encode: EventEncoder, signal: EventSignal) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        encode: EventEncoder,
+        signal: EventSignal,
+        *,
+        application_name: str = "execution",
+    ) -> None:
         self.engine = engine
         self._dialect = engine.dialect.name
         self._encode = encode
@@ -495,8 +519,13 @@ class SqlStore:
         self._write_lock: asyncio.Lock | None = (
             asyncio.Lock() if self._dialect == "sqlite" else None
         )
+        postgres = self._dialect == "postgresql"
+        # Postgres: the group commit's own connection (write_transaction, the hot path).
+        self._writer = PgLink(engine.url, application_name) if postgres else None
         self._sequencer: OutboxSequencer | None = (
-            OutboxSequencer(engine, signal) if self._dialect == "postgresql" else None
+            OutboxSequencer(engine, PgLink(engine.url, application_name), signal)
+            if postgres
+            else None
         )
 
     async def start(self) -> None:
@@ -506,6 +535,24 @@ class SqlStore:
     async def stop(self) -> None:
         if self._sequencer is not None:
             await self._sequencer.stop()
+            await self._sequencer.close()
+        if self._writer is not None:
+            await self._writer.close()
+
+    @contextlib.asynccontextmanager
+    async def write_transaction(self) -> AsyncIterator[SqlTx | PgTx]:
+        """The group commit's unit of work: on Postgres a ``PgTx`` on the writer's own
+        connection (reads and writes each in one round trip), on SQLite ``transaction()``."""
+        if self._writer is None:
+            async with self.transaction() as tx:
+                yield tx
+            return
+        async with self._writer.transaction() as conn:
+            ptx = PgTx(conn)
+            yield ptx
+            appended = await ptx.finish(self._encode)
+        if appended and self._sequencer is not None:
+            self._sequencer.wake()
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[SqlTx]:
@@ -522,7 +569,11 @@ class SqlStore:
                     self._sequencer.wake()
                 else:
                     EVENTS_LAST_SEQ.set(tx.last_seq)
-                    self._signal.notify()
+                    self._signal.notify(
+                        tx.last_seq - appended + 1,
+                        tx.last_seq,
+                        {event.type.value for event, _ in tx.events},
+                    )
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -908,13 +959,19 @@ class OutboxSequencer:
     MAX_RETRY_SECONDS = 0.05
     COALESCE_SECONDS = 0.005
 
-    def __init__(self, engine: AsyncEngine, signal: EventSignal, poll_seconds: float = 0.5):
+    def __init__(
+        self, engine: AsyncEngine, link: PgLink, signal: EventSignal, poll_seconds: float = 0.5
+    ):
         self._engine = engine
+        self._link = link  # its own connection (plain psycopg: it runs after every commit)
         self._signal = signal
         self._poll = poll_seconds
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._rows_left = False  # pending rows remained after the last run_once
+
+    async def close(self) -> None:
+        await self._link.close()
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -968,48 +1025,59 @@ class OutboxSequencer:
 
     async def run_once(self) -> int:
         """Number one batch; returns how many events it numbered."""
-        p = orm.pending_events
-        async with self._engine.begin() as conn:
-            # The lock is taken before the ready rows are chosen (separate statements): rows
-            # below the horizon belong to finished transactions, whoever numbers them.
-            locked = (
-                await conn.execute(select(func.pg_try_advisory_xact_lock(self.LOCK_KEY)))
-            ).scalar_one()
-            if not locked:
-                self._rows_left = True  # another replica's sequencer is at work
-                return 0
-            horizon = (
-                func.pg_snapshot_xmin(func.pg_current_snapshot()).cast(String).cast(BigInteger)
-            )
-            chosen = select(p.c.id).where(p.c.txid < horizon).order_by(p.c.id).limit(self.BATCH)
-            # Taken out and read in one statement; numbered below in insertion (id) order.
-            ready = sorted(
-                await conn.execute(
-                    delete(p)
-                    .where(p.c.id.in_(chosen.scalar_subquery()))
-                    .returning(p.c.id, p.c.time_us, p.c.account_id, p.c.event_type, p.c.payload)
-                ),
-                key=lambda r: int(r.id),
-            )
-            # Rows held back by a transaction still open? (Asked here, in this transaction,
-            # rather than on a connection of its own.)
-            self._rows_left = len(ready) == self.BATCH or bool(
-                (await conn.execute(select(exists().where(p.c.id.is_not(None))))).scalar()
-            )
-            if not ready:
-                return 0
-            last = await append_numbered(
-                conn,
-                [
-                    {
-                        "time_us": r.time_us,
-                        "account_id": r.account_id,
-                        "event_type": r.event_type,
-                        "payload": r.payload,
-                    }
-                    for r in ready
-                ],
-            )
+        async with self._link.transaction() as conn, conn.pipeline():
+            moved = await conn.execute(MOVE_READY, {"lock": self.LOCK_KEY, "batch": self.BATCH})
+            await conn.commit()  # same round trip
+        r = await moved.fetchone()
+        assert r is not None
+        if not r.locked:
+            self._rows_left = True  # another replica's sequencer is at work
+            return 0
+        count = int(r.n)
+        self._rows_left = count == self.BATCH or bool(r.rows_left)
+        if not count:
+            return 0
+        last = int(r.last_seq)
         EVENTS_LAST_SEQ.set(last)
-        self._signal.notify()
-        return len(ready)
+        self._signal.notify(last - count + 1, last, r.types)
+        return count
+
+
+# One statement, one round trip with its COMMIT: take the sequencer lock (an InitPlan, run
+# once before any row is chosen; nothing moves without it), take the ready rows out (those
+# of transactions below the snapshot horizon, i.e. finished), advance the counter by their
+# number, insert them into the outbox with the next seqs in insertion (id) order, and say
+# whether rows are held back (looked at again soon). Under READ COMMITTED a sequencer that
+# committed after this statement's snapshot but before the lock was granted is handled by
+# the row re-checks: its rows are no longer there to delete (skipped), and the counter is
+# updated from its committed value.
+MOVE_READY = """
+WITH lock AS (
+    SELECT pg_try_advisory_xact_lock(%(lock)s) AS locked
+), ready AS (
+    DELETE FROM pending_events WHERE id IN (
+        SELECT id FROM pending_events
+        WHERE (SELECT locked FROM lock)
+          AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+        ORDER BY id LIMIT %(batch)s)
+    RETURNING id, time_us, account_id, event_type, payload
+), counted AS (
+    SELECT count(*) AS n FROM ready
+), counter AS (
+    UPDATE event_counter SET last_seq = last_seq + (SELECT n FROM counted)
+    WHERE id = 1 AND (SELECT n FROM counted) > 0
+    RETURNING last_seq
+), numbered AS (
+    INSERT INTO events (seq, time_us, account_id, event_type, payload)
+    SELECT c.last_seq - k.n + row_number() OVER (ORDER BY r.id),
+           r.time_us, r.account_id, r.event_type, r.payload
+    FROM ready r CROSS JOIN counter c CROSS JOIN counted k
+    RETURNING event_type
+)
+SELECT (SELECT locked FROM lock) AS locked,
+       (SELECT n FROM counted) AS n,
+       (SELECT last_seq FROM counter) AS last_seq,
+       ARRAY(SELECT DISTINCT event_type FROM numbered) AS types,
+       EXISTS (SELECT 1 FROM pending_events p
+               WHERE NOT EXISTS (SELECT 1 FROM ready r WHERE r.id = p.id)) AS rows_left
+"""

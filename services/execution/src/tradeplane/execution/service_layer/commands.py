@@ -5,6 +5,7 @@ is committed (with ``order_submitted``) before anything is sent to the venue."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import uuid
@@ -13,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from tradeplane.execution.adapters.pg_writer import BatchInputs, PgTx
 from tradeplane.execution.adapters.sql_store import SqlStore, SqlTx
 from tradeplane.execution.domain import events as ev
 from tradeplane.execution.domain.accounts import Account
@@ -80,6 +82,8 @@ class _Intent:
     spec: OrderSpec
     product: ProductRules | None
     decision: Decision | None
+    # The caller's context: its venue send runs in it (its trace), whoever flushes the batch.
+    origin: contextvars.Context
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,7 @@ class _NewOrder:
 class _Ack:
     order_id: str
     venue_order_id: str
+    origin: contextvars.Context
 
 
 _Write = _Intent | _Ack
@@ -174,7 +179,9 @@ class ExecutionCommands:
                 f"{spec.venue.value} is not configured (this service trades on "
                 f"{self._venue.venue.value})",
             )
-        outcome = await self._writes.submit(_Intent(spec, product, decision))
+        outcome = await self._writes.submit(
+            _Intent(spec, product, decision, contextvars.copy_context())
+        )
         if isinstance(outcome, RiskBlock):
             metrics.TRADE_BLOCKED.labels(outcome.rule.value).inc()
             raise OrderBlocked(outcome)
@@ -190,6 +197,15 @@ class ExecutionCommands:
         """Commit a batch of intents and venue acks in one transaction. An intent is answered
         with its order's venue-send task (new), the existing order (idempotent retry), a
         RiskBlock or its own error; an ack with the acknowledged order (None: unknown)."""
+        # One span per batch (no span per statement), in the trace of the batch's first caller.
+        parent = items[0].origin.run(tracing.current_context)
+        intents = sum(isinstance(i, _Intent) for i in items)
+        with tracing.span(
+            "execution.write_batch", parent=parent, intents=intents, acks=len(items) - intents
+        ):
+            return await self._commit_writes_traced(items)
+
+    async def _commit_writes_traced(self, items: Sequence[_Write]) -> list[_Outcome | Exception]:
         try:
             committed = await self._commit_write_batch(items)
         except Exception:
@@ -204,9 +220,9 @@ class ExecutionCommands:
                 except Exception as exc:
                     committed.append(exc)
         out: list[_Outcome | Exception] = []
-        for result in committed:
+        for item, result in zip(items, committed, strict=True):
             if isinstance(result, _NewOrder):
-                task = asyncio.create_task(self._send_timed(result.order))
+                task = asyncio.create_task(self._send_timed(result.order), context=item.origin)
                 self._sending.add(task)
                 task.add_done_callback(self._sending.discard)
                 out.append(task)
@@ -215,46 +231,45 @@ class ExecutionCommands:
         return out
 
     async def _commit_write_batch(self, items: Sequence[_Write]) -> list[_Committed]:
-        """One transaction: the acks first (their orders locked), then the intents (their
-        accounts locked) - the order-then-account lock order of on_fill, so no deadlock."""
+        """One transaction: the acked orders locked first, then the intents' accounts - the
+        order-then-account lock order of on_fill, so no deadlock - all read at once."""
         now = self._now()
         acks = [(n, i) for n, i in enumerate(items) if isinstance(i, _Ack)]
         intents = [(n, i) for n, i in enumerate(items) if isinstance(i, _Intent)]
         results: list[_Committed] = [None] * len(items)
-        async with self._store.transaction() as tx:
+        specs = [i.spec for _, i in intents]
+        account_ids = sorted({s.account_id for s in specs})
+        keys = [(s.account_id, s.client_order_id) for s in specs]
+        pairs = sorted({(s.account_id, s.product_id) for s in specs})
+        async with self._store.write_transaction() as tx:
+            inputs = await tx.batch_inputs([a.order_id for _, a in acks], account_ids, keys, pairs)
+            missing = [a for a in account_ids if a not in inputs.accounts]
+            if missing:
+                # New accounts: created, then everything read again under all the locks.
+                for account_id in missing:
+                    await tx.ensure_account(self._new_account(account_id))
+                inputs = await tx.batch_inputs(
+                    [a.order_id for _, a in acks], account_ids, keys, pairs
+                )
             if acks:
-                acked = await self._apply_acks(tx, [i for _, i in acks], now)
+                acked = await self._apply_acks(tx, [i for _, i in acks], inputs.orders, now)
                 for (n, _), result in zip(acks, acked, strict=True):
                     results[n] = result
             if intents:
-                done = await self._apply_intents(tx, [i for _, i in intents], now)
+                done = await self._apply_intents(tx, [i for _, i in intents], inputs, now)
                 for (n, _), outcome in zip(intents, done, strict=True):
                     results[n] = outcome
         return results
 
     async def _apply_intents(
-        self, tx: SqlTx, items: Sequence[_Intent], now: datetime
+        self, tx: SqlTx | PgTx, items: Sequence[_Intent], inputs: BatchInputs, now: datetime
     ) -> list[_NewOrder | Order | RiskBlock | Exception]:
         """The accounts are locked (so a concurrent retry of the same client order id on
-        another replica waits and then sees the order), the risk inputs read once, then each
-        item checked in arrival order - an accepted order counts as working for the next."""
-        account_ids = sorted({i.spec.account_id for i in items})
+        another replica waits and then sees the order) and the risk inputs read once; each
+        item is checked in arrival order - an accepted order counts as working for the next."""
         results: list[_NewOrder | Order | RiskBlock | Exception] = []
-        accounts = await tx.lock_accounts(account_ids)
-        missing = [a for a in account_ids if a not in accounts]
-        if missing:
-            for account_id in missing:
-                await tx.ensure_account(self._new_account(account_id))
-            accounts.update(await tx.lock_accounts(missing))
-        known = await tx.orders_by_client_ids(
-            [(i.spec.account_id, i.spec.client_order_id) for i in items]
-        )
-        limits = await tx.risk_limits_of(account_ids)
-        states = await tx.trading_states_of(account_ids)
-        positions = await tx.positions_of(account_ids)
-        open_sizes = await tx.open_sizes_of(
-            sorted({(i.spec.account_id, i.spec.product_id) for i in items})
-        )
+        accounts, known, limits = inputs.accounts, inputs.known, inputs.limits
+        states, positions, open_sizes = inputs.states, inputs.positions, inputs.open_sizes
         views: dict[str, tuple[Portfolio, PortfolioSnapshot]] = {}
         orders: list[Order] = []
         blocks: list[Block] = []
@@ -305,7 +320,7 @@ class ExecutionCommands:
             if isinstance(verdict, RiskBlock):
                 block = Block.record(new_id(), spec, verdict, now, decision_id=decision_id)
                 blocks.append(block)
-                tx.add_event(ev.TradeBlocked(block), now)
+                tx.add_event(ev.TradeBlocked(block), now, item.origin)
                 results.append(verdict)
                 continue
             order = Order.new(new_id(), spec, now, decision_id=decision_id)
@@ -318,11 +333,11 @@ class ExecutionCommands:
                     if spec.side is Side.BUY
                     else (open_buy, open_sell + size)
                 )
-            tx.add_event(ev.OrderSubmitted(order), now)
+            tx.add_event(ev.OrderSubmitted(order), now, item.origin)
             if decision is not None:
                 decision = decision.with_order(order.order_id)
                 decisions.append(decision)
-                tx.add_event(ev.DecisionRecorded(decision), now)
+                tx.add_event(ev.DecisionRecorded(decision), now, item.origin)
             results.append(_NewOrder(order))
         await tx.insert_orders(orders)
         await tx.insert_blocks(blocks)
@@ -356,7 +371,9 @@ class ExecutionCommands:
                 "venue submit failed; order stays NEW", extra={"order_id": order.order_id}
             )
             return order
-        acked = await self._writes.submit(_Ack(order.order_id, venue_order_id))
+        acked = await self._writes.submit(
+            _Ack(order.order_id, venue_order_id, contextvars.copy_context())
+        )
         if not isinstance(acked, Order):
             return order
         if acked.status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
@@ -375,13 +392,14 @@ class ExecutionCommands:
         return acked
 
     async def _apply_acks(
-        self, tx: SqlTx, items: Sequence[_Ack], now: datetime
+        self, tx: SqlTx | PgTx, items: Sequence[_Ack], orders: dict[str, Order], now: datetime
     ) -> list[Order | Exception | None]:
-        """Record venue acknowledgements (NEW -> OPEN with the venue order id)."""
+        """Record venue acknowledgements (NEW -> OPEN with the venue order id); ``orders``
+        are the acknowledged orders, locked."""
         out: list[Order | Exception | None] = []
-        orders = await tx.lock_orders([a.order_id for a in items])
         changed: dict[str, Order] = {}
-        for order_id, venue_order_id in ((a.order_id, a.venue_order_id) for a in items):
+        for item in items:
+            order_id, venue_order_id = item.order_id, item.venue_order_id
             order = orders.get(order_id)
             if order is None:
                 out.append(None)
@@ -398,7 +416,7 @@ class ExecutionCommands:
                     continue
             if acked != order:
                 orders[order_id] = changed[order_id] = acked
-                tx.add_event(ev.OrderUpdated(acked), now)
+                tx.add_event(ev.OrderUpdated(acked), now, item.origin)
                 if acked.status is not order.status:
                     metrics.ORDER_UPDATES.labels(acked.spec.venue.value, acked.status.value).inc()
             out.append(acked)

@@ -3,7 +3,9 @@
 The reader only ever reads up to the counter's committed last seq, and a seq is handed out
 only with its event committed and every earlier seq taken (see adapters.sql_store), so it
 never skips an event that commits later (gapless). It wakes on the in-process signal when
-events are numbered, and polls every ``poll_seconds`` for events of another replica.
+events are numbered (which also tells the new head, and lets a reader filtering on event
+types skip a range that holds none of them without a query), and polls every
+``poll_seconds`` for events of another replica.
 """
 
 from __future__ import annotations
@@ -59,9 +61,14 @@ class EventStream:
             cursor = since_seq
         if reset:
             yield EventBatch([], reset=True)
+        head, notified = last, True
         while not stop.is_set():
             ticket = self._signal.ticket()
-            _, head = await self._store.event_bounds()
+            if not notified:  # the poll: events another replica numbered
+                _, head = await self._store.event_bounds()
+            # Numbered (and committed) in this process: no need to ask for the head.
+            head = max(head, self._signal.last_seq)
+            cursor = max(cursor, min(head, self._signal.skippable(cursor, event_types)))
             while cursor < head and not stop.is_set():
                 upto = min(head, cursor + self._batch_max * 4)
                 events = await self._store.events_after(
@@ -78,3 +85,4 @@ class EventStream:
             finally:
                 waiter.cancel()
                 stopper.cancel()
+            notified = ticket.is_set()

@@ -9,6 +9,7 @@ commit's fsync over the batch. Each caller is answered only after its batch's fl
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -29,13 +30,19 @@ class GroupCommit(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="group-commit")
+            # Detached from this caller's context (its trace): the task serves every caller.
+            self._task = asyncio.create_task(
+                self._drain(), name="group-commit", context=contextvars.Context()
+            )
         return await future
 
     async def _drain(self) -> None:
         batch: list[tuple[T, asyncio.Future[R]]] = []
         try:
             while self._queue:
+                # One turn of the event loop first: work that the last flush's answers resumed
+                # (e.g. venue sends, whose acks come here next) joins this batch, not the next.
+                await asyncio.sleep(0)
                 batch = self._queue[: self._max]
                 del self._queue[: self._max]
                 try:
