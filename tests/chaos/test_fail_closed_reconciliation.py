@@ -332,6 +332,18 @@ async def test_an_unresolvable_mismatch_keeps_trading_closed_until_the_venue_agr
                 await stub.SubmitOrder(limit_buy("mis-refused", Decimal("0.001"), Decimal(1000)))
             assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
             assert "trading is not serving" in (refused.value.details() or "")
+            # A client resending an order placed before the crash still gets that order (and
+            # another payload under its id is ALREADY_EXISTS): only new orders wait.
+            resend = limit_buy(
+                canceled.client_order_id,
+                Decimal(canceled.base_size),
+                Decimal(canceled.limit_price),
+            )
+            assert (await stub.SubmitOrder(resend)).order.order_id == canceled.order_id
+            resend.limit_price = str(Decimal(canceled.limit_price) + 1)
+            with pytest.raises(grpc.aio.AioRpcError) as taken:
+                await stub.SubmitOrder(resend)
+            assert taken.value.code() is grpc.StatusCode.ALREADY_EXISTS
             # Nothing it cannot prove is changed; what it can prove is repaired meanwhile.
             assert (await get(stub, lost.order_id)).status == pb.ORDER_STATUS_OPEN
             assert (await get(stub, canceled.order_id)).status == pb.ORDER_STATUS_CANCELED

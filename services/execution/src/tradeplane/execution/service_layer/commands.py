@@ -169,9 +169,20 @@ class ExecutionCommands:
         if not self._market.ready:
             raise Unavailable("market data is not connected yet; retry shortly")
         closed = self.trading_gate() if self.trading_gate is not None else None
-        if closed:
-            raise Unavailable(f"trading is not serving: {closed}")
         product = self._market.product(request.product_id) if request.product_id else None
+        if closed:
+            # A retry of an order already placed still gets its order (ALREADY_EXISTS with
+            # another payload): a client resending across a restart is answered, not stalled
+            # until reconciliation reopens trading. Only new orders wait.
+            existing = await self._store.order_by_client_id(
+                request.account_id, request.client_order_id
+            )
+            if existing is not None:
+                spec = validate_order_request(request, product, now, self._venue.venue)
+                found = match_existing(existing, spec)
+                if found is not None:
+                    return found
+            raise Unavailable(f"trading is not serving: {closed}")
         spec = validate_order_request(request, product, now, self._venue.venue)
         if spec.venue is not self._venue.venue:
             raise InvalidArgument(
