@@ -9,7 +9,7 @@ import pytest
 
 from tradeplane.backtest.service_layer.models import RunSpec, SweepSpec
 from tradeplane.backtest.service_layer.results import _aligned_equity
-from tradeplane.backtest.service_layer.rows import num
+from tradeplane.backtest.service_layer.rows import num, nums
 from tradeplane.backtest.service_layer.sweeps import axis_values
 from tradeplane.runtime.errors import InvalidArgument
 
@@ -19,6 +19,14 @@ def test_num_is_an_exact_plain_decimal() -> None:
     assert num(1e-7) == "0.0000001"
     assert Decimal(num(12345.678)) == Decimal(repr(12345.678))
     assert num(float("nan")) == "" and num(None) == ""
+
+
+def test_nums_is_num_over_a_column() -> None:
+    edge = [0.0, -0.0, 0.1, 1e-4, 9.99e-5, -1e-7, 1e15, 1e16, -3.5e20, 123456.789, 5e-324]
+    edge += [float("nan"), float("inf"), float("-inf")]
+    walk = np.random.default_rng(7).normal(0, 1, 10_000) * np.logspace(-12, 20, 10_000)
+    for column in (np.array(edge), walk):
+        assert nums(column) == [num(float(x)) for x in column]
 
 
 def test_axis_values_explicit_or_range() -> None:
