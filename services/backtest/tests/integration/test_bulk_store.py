@@ -1,4 +1,4 @@
-"""A large run's results (COPY on Postgres, batched INSERTs on SQLite) read back exactly."""
+"""A large run's results (COPY on Postgres, executemany on SQLite) read back exactly."""
 
 from __future__ import annotations
 

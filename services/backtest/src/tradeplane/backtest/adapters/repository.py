@@ -117,7 +117,7 @@ async def _insert_chunked(
         await conn.execute(insert(table), list(rows[start : start + INSERT_CHUNK]))
 
 
-COPY_THRESHOLD = 20_000  # rows above which Postgres gets COPY instead of batched INSERTs
+COPY_THRESHOLD = 20_000  # rows above which Postgres gets COPY, SQLite the driver's executemany
 
 
 async def _copy_rows(conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -131,6 +131,24 @@ async def _copy_rows(conn: AsyncConnection, table: Any, rows: Sequence[Mapping[s
     async with driver.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
             await copy.write_row([row[name] for name in names])
+
+
+async def _executemany_rows(
+    conn: AsyncConnection, table: Any, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """SQLite: one prepared INSERT run over plain tuples by the driver (aiosqlite), in the
+    transaction's connection; SQLAlchemy's per-row parameter processing took about half the
+    time of storing a million-bar run. The rows are already in storage types (strings, ints)."""
+    names = [column.name for column in table.columns]
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    assert driver is not None
+    statement = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    )
+    for start in range(0, len(rows), INSERT_CHUNK * 10):
+        chunk = rows[start : start + INSERT_CHUNK * 10]
+        await driver.executemany(statement, [tuple(row[n] for n in names) for row in chunk])
 
 
 class SqlBacktestRepository:
@@ -466,6 +484,8 @@ class SqlBacktestRepository:
                 rows = tables.get(name, ())
                 if self._postgres and len(rows) > COPY_THRESHOLD:
                     await _copy_rows(conn, table, rows)
+                elif len(rows) > COPY_THRESHOLD:
+                    await _executemany_rows(conn, table, rows)
                 else:
                     await _insert_chunked(conn, table, rows)
             stats = {name: getattr(statistics, name) for name in orm.STAT_COLUMNS}
