@@ -192,3 +192,32 @@ async def test_detached_work_starts_its_own_traces(spans: InMemorySpanExporter) 
     assert by_name["shared"].parent is None
     assert by_name["inherited"].parent is not None
     assert by_name["inherited"].parent.span_id == by_name["request"].context.span_id
+
+
+async def test_span_records_an_escaping_error_and_restores_the_outer_span(
+    spans: InMemorySpanExporter,
+) -> None:
+    @tracing.traced("decorated")
+    async def failing() -> None:
+        raise ValueError("boom")
+
+    with tracing.span("outer", kind=SpanKind.CLIENT, venue="PAPER") as outer:
+        with pytest.raises(KeyError), tracing.span("inner"):
+            assert trace.get_current_span().get_span_context().span_id != 0
+            raise KeyError("missing")
+        assert trace.get_current_span() is outer
+        with pytest.raises(ValueError):
+            await failing()
+        assert trace.get_current_span() is outer
+    assert not trace.get_current_span().get_span_context().is_valid
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    assert by_name["outer"].kind is SpanKind.CLIENT
+    assert dict(by_name["outer"].attributes or {}) == {"venue": "PAPER"}
+    assert by_name["outer"].status.status_code is trace.StatusCode.UNSET
+    for name, error in (("inner", "KeyError: 'missing'"), ("decorated", "ValueError: boom")):
+        failed = by_name[name]
+        assert failed.parent is not None
+        assert failed.parent.span_id == by_name["outer"].context.span_id
+        assert failed.status.status_code is trace.StatusCode.ERROR
+        assert failed.status.description == error
+        assert [event.name for event in failed.events] == ["exception"]

@@ -26,15 +26,7 @@ from grpc_reflection.v1alpha import reflection
 
 from tradeplane.runtime.auth import TokenVerifier
 from tradeplane.runtime.config import ServiceSettings
-from tradeplane.runtime.interceptors import (
-    AuthInterceptor,
-    CallTracker,
-    ErrorsInterceptor,
-    LoggingInterceptor,
-    MetricsInterceptor,
-    TracingInterceptor,
-    ValidationInterceptor,
-)
+from tradeplane.runtime.interceptors import RpcInterceptor
 from tradeplane.runtime.logging import configure_logging
 from tradeplane.runtime.metrics import MetricsHttpServer, serve_metrics
 from tradeplane.runtime.tracing import configure_tracing
@@ -94,7 +86,7 @@ class GrpcService:
         self._metrics: MetricsHttpServer | None = None
         self._pending: set[asyncio.Task[None]] = set()
         self._stopped = False
-        self._calls = CallTracker()
+        self._calls: RpcInterceptor | None = None
 
     # -- composition -------------------------------------------------------------------------
 
@@ -150,15 +142,8 @@ class GrpcService:
             )
         else:
             verifier = TokenVerifier(self.settings)
-        return [
-            self._calls,
-            TracingInterceptor(),
-            LoggingInterceptor(),
-            MetricsInterceptor(),
-            AuthInterceptor(verifier),
-            ErrorsInterceptor(),
-            ValidationInterceptor(),
-        ]
+        self._calls = RpcInterceptor(verifier)
+        return [self._calls]
 
     async def start(self) -> None:
         settings = self.settings
@@ -224,7 +209,8 @@ class GrpcService:
     async def _wait_for_handlers(self, grace: float) -> None:
         """server.stop() cancelled the calls still open; let their handlers finish unwinding
         before the shutdown hooks close what they use."""
-        pending = {task for task in self._calls.tasks if task is not asyncio.current_task()}
+        calls = self._calls.tasks if self._calls is not None else ()
+        pending = {task for task in calls if task is not asyncio.current_task()}
         if not pending:
             return
         _, still_running = await asyncio.wait(pending, timeout=max(grace, 1.0))

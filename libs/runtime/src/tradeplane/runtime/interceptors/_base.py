@@ -1,16 +1,17 @@
-"""The common shape of our server interceptors.
+"""What the server interceptor shares: the method being called, how a call ended, and the
+helpers that run a streaming handler.
 
 grpc.aio server interceptors only see the call *before* the handler runs. To observe the
-outcome (status code, message counts, exceptions) each interceptor here wraps the behaviours of
-the RpcMethodHandler (unary_unary / unary_stream / stream_unary / stream_stream) in its
-`around` async context manager, which runs in the RPC's own task for the whole call.
+outcome (status code, message counts, exceptions) the interceptor wraps the behaviour of the
+RpcMethodHandler (unary_unary / unary_stream / stream_unary / stream_stream), in the RPC's own
+task for the whole call.
 
 Every wrapper is a plain coroutine, never an async generator. grpc drives a streaming
 behaviour that is a coroutine function with the reader/writer API: it awaits it in the RPC's
-task and cancels that task when the client goes away. The innermost wrapper pulls the
-servicer's responses itself, hands each one to `context.write()`, and `aclose()`s the
-servicer's generator in a `finally`. So every `around` exits, and every generator is closed,
-in the RPC's task while the call is still alive. (An async-generator wrapper suspended at
+task and cancels that task when the client goes away. The wrapper pulls the servicer's
+responses itself, hands each one to `context.write()`, and `aclose()`s the servicer's
+generator in a `finally`. So the call's bookkeeping ends, and every generator is closed, in
+the RPC's task while the call is still alive. (An async-generator wrapper suspended at
 `yield` when grpc cancels is left unclosed by grpc; it is finalised later by the event loop's
 asyncgen hooks, in another task and contextvars context, after grpc released the call: its
 cleanup then reads the freed call (SIGSEGV in `context.peer()`) and detaches OpenTelemetry
@@ -21,8 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +36,7 @@ CLIENT_STREAM = "client_stream"
 BIDI_STREAM = "bidi_stream"
 
 # What a server span treats as a server-side failure (OpenTelemetry gRPC conventions); the
-# logging interceptor logs these at ERROR.
+# per-call log line has these at ERROR.
 SERVER_ERROR_CODES = frozenset(
     {
         grpc.StatusCode.UNKNOWN,
@@ -112,101 +112,7 @@ def code_label(code: grpc.StatusCode) -> str:
     return "".join(part.capitalize() for part in code.name.split("_"))
 
 
-class WrappingInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Subclasses implement `around` and, when `counts_messages`, `on_received`/`on_sent`."""
-
-    counts_messages = False
-
-    def around(
-        self, info: RpcInfo, context: grpc.aio.ServicerContext
-    ) -> AbstractAsyncContextManager[None]:
-        raise NotImplementedError
-
-    def on_received(self, info: RpcInfo) -> None:
-        """One request message arrived."""
-
-    def on_sent(self, info: RpcInfo) -> None:
-        """One response message was handed to grpc."""
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None  # unknown method: grpc answers UNIMPLEMENTED itself
-        info = RpcInfo.of(handler_call_details.method, handler)
-        return self._wrap(handler, info)
-
-    def _wrap(self, handler: grpc.RpcMethodHandler, info: RpcInfo) -> grpc.RpcMethodHandler:
-        serializers = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            inner_uu = handler.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with self.around(info, context):
-                    if self.counts_messages:
-                        self.on_received(info)
-                    response = await _maybe_await(inner_uu(request, self._inner(context, info)))
-                    if self.counts_messages:
-                        self.on_sent(info)
-                    return response
-
-            return grpc.unary_unary_rpc_method_handler(unary_unary, **serializers)
-
-        if handler.unary_stream is not None:
-            inner_us = handler.unary_stream
-
-            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
-                inner_context = self._inner(context, info)
-                async with self.around(info, context):
-                    if self.counts_messages:
-                        self.on_received(info)
-                    await _write_responses(inner_us(request, inner_context), inner_context)
-
-            return grpc.unary_stream_rpc_method_handler(unary_stream, **serializers)
-
-        if handler.stream_unary is not None:
-            inner_su = handler.stream_unary
-
-            async def stream_unary(requests: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with self.around(info, context):
-                    response = await _maybe_await(
-                        inner_su(self._count(requests, info), self._inner(context, info))
-                    )
-                    if self.counts_messages:
-                        self.on_sent(info)
-                    return response
-
-            return grpc.stream_unary_rpc_method_handler(stream_unary, **serializers)
-
-        inner_ss = handler.stream_stream
-
-        async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> None:
-            inner_context = self._inner(context, info)
-            async with self.around(info, context):
-                await _write_responses(
-                    inner_ss(self._count(requests, info), inner_context), inner_context
-                )
-
-        return grpc.stream_stream_rpc_method_handler(stream_stream, **serializers)
-
-    def _inner(self, context: grpc.aio.ServicerContext, info: RpcInfo) -> Any:
-        if not self.counts_messages:
-            return context
-        return _CountingContext(context, lambda: self.on_received(info), lambda: self.on_sent(info))
-
-    def _count(self, requests: Any, info: RpcInfo) -> Any:
-        if not self.counts_messages:
-            return requests
-        return _CountingRequests(requests, lambda: self.on_received(info))
-
-
-class _CountingContext:
+class CountingContext:
     """Counts messages of handlers using the read/write API (e.g. Health/Watch); everything
     else is the real servicer context."""
 
@@ -231,13 +137,13 @@ class _CountingContext:
         self._sent()
 
 
-async def _maybe_await(result: Any) -> Any:
+async def maybe_await(result: Any) -> Any:
     if inspect.isawaitable(result):
         return await result
     return result
 
 
-async def _write_responses(result: Any, context: Any) -> None:
+async def write_responses(result: Any, context: Any) -> None:
     """Send what a streaming handler produced, in the RPC's task.
 
     `result` is a coroutine (the reader/writer API, which includes the wrapper of the next
@@ -280,7 +186,7 @@ async def _write(context: Any, response: Any) -> None:
         raise asyncio.CancelledError(f"call ended while writing: {exc!r}") from exc
 
 
-class _CountingRequests:
+class CountingRequests:
     """The request stream, counting each message. A plain async iterator rather than an async
     generator, so nothing is left for the event loop to finalise after the call."""
 
@@ -289,7 +195,7 @@ class _CountingRequests:
         self._iterator: Any = None
         self._tick = tick
 
-    def __aiter__(self) -> _CountingRequests:
+    def __aiter__(self) -> CountingRequests:
         return self
 
     async def __anext__(self) -> Any:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 
 import grpc
 import grpc.aio
 
 from tradeplane.runtime.auth import (
     ANONYMOUS_ALL_SCOPES,
-    PUBLIC_SERVICES,
     TokenVerifier,
     authorize,
     bearer_token,
@@ -18,25 +16,26 @@ from tradeplane.runtime.auth import (
     set_current_caller,
 )
 from tradeplane.runtime.errors import PermissionDenied, Unauthenticated
-from tradeplane.runtime.interceptors._base import RpcInfo, WrappingInterceptor
+from tradeplane.runtime.interceptors._base import RpcInfo
 
 
-class AuthInterceptor(WrappingInterceptor):
+class Authenticator:
     """`verifier=None` means AUTH_MODE=disabled: every call runs as an anonymous principal
-    holding every scope."""
+    holding every scope. Not called for PUBLIC_SERVICES (probes and discovery)."""
 
     def __init__(self, verifier: TokenVerifier | None) -> None:
         self._verifier = verifier
 
-    @asynccontextmanager
-    async def around(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        if info.service in PUBLIC_SERVICES:
-            yield
-            return
-        token = bearer_token(context.invocation_metadata())
+    async def authenticate(
+        self,
+        info: RpcInfo,
+        metadata: Iterable[tuple[str, str | bytes]] | None,
+        context: grpc.aio.ServicerContext,
+    ) -> None:
+        """Set the call's principal, or end the call UNAUTHENTICATED / PERMISSION_DENIED."""
+        token = bearer_token(metadata)
         if self._verifier is None:
             set_current_caller(ANONYMOUS_ALL_SCOPES, token)
-            yield
             return
         try:
             if token is None:
@@ -50,4 +49,3 @@ class AuthInterceptor(WrappingInterceptor):
         except PermissionDenied as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.message)
         set_current_caller(principal, token)
-        yield

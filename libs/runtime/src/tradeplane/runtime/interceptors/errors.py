@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import grpc
 import grpc.aio
 
 from tradeplane.runtime import errors
 from tradeplane.runtime.db.engine import is_unavailable_error
-from tradeplane.runtime.interceptors._base import RpcInfo, WrappingInterceptor
+from tradeplane.runtime.interceptors._base import RpcInfo
 from tradeplane.runtime.tracing import current_trace_id
 
 log = logging.getLogger("tradeplane.runtime.errors")
@@ -40,26 +38,22 @@ def status_for(error: errors.DomainError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL  # a bare DomainError: a bug, not a caller mistake
 
 
-class ErrorsInterceptor(WrappingInterceptor):
-    @asynccontextmanager
-    async def around(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        try:
-            yield
-        except grpc.aio.AbortError:
-            raise  # the handler chose its status itself
-        except errors.DomainError as exc:
-            await context.abort(status_for(exc), exc.status_message())
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() in _RETRYABLE_UPSTREAM:
-                log.warning("upstream unavailable in %s: %s", info.full_method, exc.code().name)
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "upstream service unavailable")
-            await _internal(info, context)
-        except Exception as exc:
-            if is_unavailable_error(exc):
-                # The database is down or unreachable: retryable, not our bug.
-                log.warning("database unavailable in %s: %s", info.full_method, exc)
-                await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable")
-            await _internal(info, context)
+async def abort_for(exc: Exception, info: RpcInfo, context: grpc.aio.ServicerContext) -> None:
+    """End the call with the status for what the handler raised: never returns (abort raises).
+    Called from the `except` block; an AbortError, the handler's own status, is re-raised by
+    the caller before."""
+    if isinstance(exc, errors.DomainError):
+        await context.abort(status_for(exc), exc.status_message())
+    if isinstance(exc, grpc.aio.AioRpcError):
+        if exc.code() in _RETRYABLE_UPSTREAM:
+            log.warning("upstream unavailable in %s: %s", info.full_method, exc.code().name)
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "upstream service unavailable")
+        await _internal(info, context)
+    if is_unavailable_error(exc):
+        # The database is down or unreachable: retryable, not our bug.
+        log.warning("database unavailable in %s: %s", info.full_method, exc)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "database unavailable")
+    await _internal(info, context)
 
 
 async def _internal(info: RpcInfo, context: grpc.aio.ServicerContext) -> None:

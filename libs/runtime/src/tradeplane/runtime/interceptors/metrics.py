@@ -2,43 +2,48 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 import grpc
-import grpc.aio
+from prometheus_client import Counter, Histogram
 
 from tradeplane.runtime import metrics
-from tradeplane.runtime.interceptors._base import (
-    RpcInfo,
-    WrappingInterceptor,
-    code_label,
-    status_code_of,
-)
+from tradeplane.runtime.interceptors._base import RpcInfo, code_label
 
 
-class MetricsInterceptor(WrappingInterceptor):
-    counts_messages = True
+class MethodMetrics:
+    """One method's metric children, looked up once (`.labels()` takes a lock and builds a
+    key per call) and each created on first use, as per-call `.labels()` would."""
 
-    @asynccontextmanager
-    async def around(self, info: RpcInfo, context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
-        labels = (info.grpc_type, info.service, info.method)
-        metrics.SERVER_STARTED.labels(*labels).inc()
-        started = time.perf_counter()
-        failure: BaseException | None = None
-        try:
-            yield
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            code = status_code_of(context, failure)
-            metrics.SERVER_HANDLED.labels(*labels, code_label(code)).inc()
-            metrics.SERVER_HANDLING_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+    __slots__ = ("_handled", "_labels", "_received", "_seconds", "_sent", "_started")
 
-    def on_received(self, info: RpcInfo) -> None:
-        metrics.SERVER_MSG_RECEIVED.labels(info.grpc_type, info.service, info.method).inc()
+    def __init__(self, info: RpcInfo) -> None:
+        self._labels = (info.grpc_type, info.service, info.method)
+        self._started: Counter | None = None
+        self._seconds: Histogram | None = None
+        self._received: Counter | None = None
+        self._sent: Counter | None = None
+        self._handled: dict[grpc.StatusCode, Counter] = {}
 
-    def on_sent(self, info: RpcInfo) -> None:
-        metrics.SERVER_MSG_SENT.labels(info.grpc_type, info.service, info.method).inc()
+    def started(self) -> None:
+        if self._started is None:
+            self._started = metrics.SERVER_STARTED.labels(*self._labels)
+        self._started.inc()
+
+    def handled(self, code: grpc.StatusCode, seconds: float) -> None:
+        counter = self._handled.get(code)
+        if counter is None:
+            counter = metrics.SERVER_HANDLED.labels(*self._labels, code_label(code))
+            self._handled[code] = counter
+        counter.inc()
+        if self._seconds is None:
+            self._seconds = metrics.SERVER_HANDLING_SECONDS.labels(*self._labels)
+        self._seconds.observe(seconds)
+
+    def received(self) -> None:
+        if self._received is None:
+            self._received = metrics.SERVER_MSG_RECEIVED.labels(*self._labels)
+        self._received.inc()
+
+    def sent(self) -> None:
+        if self._sent is None:
+            self._sent = metrics.SERVER_MSG_SENT.labels(*self._labels)
+        self._sent.inc()

@@ -8,14 +8,9 @@ within +-315,576,000,000 (10,000 years), nanos within +-999,999,999 with the sig
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import grpc
-import grpc.aio
 from google.protobuf.message import Message
-
-from tradeplane.runtime.interceptors._base import _maybe_await, _write_responses
 
 _MIN_TS, _MAX_TS = -62_135_596_800, 253_402_300_799
 _MAX_DURATION = 315_576_000_000
@@ -66,38 +61,34 @@ def invalid_field(message: Message, prefix: str = "") -> str | None:
     return None
 
 
-class ValidationInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
-        handler = await continuation(handler_call_details)
-        if handler is None or handler.request_streaming:
-            return handler
-        serializers = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                await _reject_invalid(request, context)
-                return await _maybe_await(inner(request, context))
-
-            return grpc.unary_unary_rpc_method_handler(unary_unary, **serializers)
-        inner_stream = handler.unary_stream
-
-        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> None:
-            await _reject_invalid(request, context)
-            await _write_responses(inner_stream(request, context), context)
-
-        return grpc.unary_stream_rpc_method_handler(unary_stream, **serializers)
+def problem_in(request: Any) -> str | None:
+    """What `invalid_field` finds in a unary request; skips the walk for a message type that
+    can hold no Timestamp or Duration at all (most requests)."""
+    if not isinstance(request, Message):
+        return None
+    cls = type(request)
+    holds = _HOLDS_CHECKED.get(cls)
+    if holds is None:
+        holds = _HOLDS_CHECKED[cls] = _can_hold_checked(request.DESCRIPTOR)
+    return invalid_field(request) if holds else None
 
 
-async def _reject_invalid(request: Any, context: grpc.aio.ServicerContext) -> None:
-    if isinstance(request, Message):
-        problem = invalid_field(request)
-        if problem is not None:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+_HOLDS_CHECKED: dict[type, bool] = {}
+
+
+def _can_hold_checked(descriptor: Any) -> bool:
+    """Whether a Timestamp or Duration is reachable through the message's fields (the
+    message itself is never checked, as in `invalid_field`)."""
+    if descriptor.extension_ranges:
+        return True  # extensions are not among `fields`: always walk
+    seen: set[str] = set()
+    pending = [f.message_type for f in descriptor.fields if f.message_type is not None]
+    while pending:
+        current = pending.pop()
+        if current.full_name in _CHECKS or current.extension_ranges:
+            return True
+        if current.full_name in seen:
+            continue
+        seen.add(current.full_name)
+        pending.extend(f.message_type for f in current.fields if f.message_type is not None)
+    return False
