@@ -16,8 +16,9 @@ On Postgres the group commit and the outbox sequencer run on plain psycopg conne
 their own, two round trips per batch (adapters/pg_writer.py).
 
 Measured on the 2-vCPU machine (2026-11-29, defaults, 3 runs each): quiet (load average
-0.6-1.1) 555-634 orders/s, p50 15.7-17.2 ms, p99 21.9-31.8 ms, 1.46-1.63 ms of service CPU
-per order; shared with other work (load 2-3) 420-500 orders/s, p99 29-41 ms. Before the
+0.6-1.5, two sessions of runs) 456-634 orders/s, p50 15.7-21 ms, p99 21.9-37 ms, 1.46-2.0
+ms of service CPU per order (the machine's speed drifts); shared with other work (load 2-3)
+420-500 orders/s, p99 29-41 ms. Before the
 psycopg path: 95-160 orders/s, p99 81-255 ms, 6.7-7.1 ms CPU per order. --sqlite: about
 260 orders/s, 3.8 ms CPU per order."""
 
