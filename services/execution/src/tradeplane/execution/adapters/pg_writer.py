@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -29,10 +27,10 @@ from psycopg.types.json import set_json_loads
 from sqlalchemy.engine import URL
 
 from tradeplane.execution.adapters import rows
+from tradeplane.execution.adapters.pending_events import PendingEvents
 from tradeplane.execution.domain.accounts import Account
 from tradeplane.execution.domain.decimals import ZERO
 from tradeplane.execution.domain.decisions import Decision
-from tradeplane.execution.domain.events import ExecutionEvent
 from tradeplane.execution.domain.orders import Order
 from tradeplane.execution.domain.positions import Position
 from tradeplane.execution.domain.risk import Block, RiskLimits
@@ -233,31 +231,16 @@ class PgLink:
             raise
 
 
-class PgTx:
+class PgTx(PendingEvents):
     """The group commit's unit of work on Postgres: the reads of a batch in one round trip
     (``batch_inputs``), its writes kept and sent with COMMIT in another (``finish``)."""
 
     def __init__(self, conn: Conn) -> None:
+        super().__init__()
         self.conn = conn
-        self.events: list[tuple[ExecutionEvent, datetime]] = []
-        self._origins: list[contextvars.Context | None] = []
         self._new: list[dict[str, Any]] = []
         self._changed: list[dict[str, Any]] = []
         self._rare: list[tuple[str, list[tuple[Any, ...]]]] = []  # blocks, decisions
-
-    def add_event(
-        self, event: ExecutionEvent, time: datetime, origin: contextvars.Context | None = None
-    ) -> None:
-        """``origin``: the context of the caller the change is for (a batch serves several),
-        so the event carries that caller's trace; default: the current one."""
-        self.events.append((event, time))
-        self._origins.append(origin)
-
-    def _payloads(self, encode: EventEncoder) -> list[bytes]:
-        return [
-            encode(event) if origin is None else origin.run(encode, event)
-            for (event, _), origin in zip(self.events, self._origins, strict=True)
-        ]
 
     async def ensure_account(self, account: Account) -> None:
         await self.conn.execute(

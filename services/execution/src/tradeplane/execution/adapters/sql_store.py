@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -38,12 +37,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import ColumnElement, Select
 
 from tradeplane.execution.adapters import orm, rows
+from tradeplane.execution.adapters.pending_events import PendingEvents
 from tradeplane.execution.adapters.pg_writer import BatchInputs, PgLink, PgTx
 from tradeplane.execution.adapters.rows import row_account
 from tradeplane.execution.domain.accounts import Account
 from tradeplane.execution.domain.decimals import ZERO
 from tradeplane.execution.domain.decisions import Decision
-from tradeplane.execution.domain.events import ExecutionEvent
 from tradeplane.execution.domain.fills import Fill
 from tradeplane.execution.domain.orders import Order
 from tradeplane.execution.domain.positions import Position
@@ -96,32 +95,17 @@ def keyset_before(time_col: Any, id_col: Any, after: Page | None) -> list[Column
     return [or_(time_col < after.time_us, and_(time_col == after.time_us, id_col < after.id))]
 
 
-class SqlTx:
+class SqlTx(PendingEvents):
     """The writes and locked reads of one unit of work."""
 
     def __init__(self, conn: AsyncConnection, dialect: str) -> None:
+        super().__init__()
         self.conn = conn
         self._dialect = dialect
-        self.events: list[tuple[ExecutionEvent, datetime]] = []
-        self._origins: list[contextvars.Context | None] = []
         self.last_seq = 0
 
     def _insert(self, table: Any) -> Any:
         return (postgresql.insert if self._dialect == "postgresql" else sqlite.insert)(table)
-
-    def add_event(
-        self, event: ExecutionEvent, time: datetime, origin: contextvars.Context | None = None
-    ) -> None:
-        """``origin``: the context of the caller the change is for (a batch serves several),
-        so the event carries that caller's trace; default: the current one."""
-        self.events.append((event, time))
-        self._origins.append(origin)
-
-    def _payloads(self, encode: EventEncoder) -> list[bytes]:
-        return [
-            encode(event) if origin is None else origin.run(encode, event)
-            for (event, _), origin in zip(self.events, self._origins, strict=True)
-        ]
 
     # -- accounts
 
