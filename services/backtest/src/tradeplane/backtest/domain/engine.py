@@ -181,7 +181,7 @@ class BacktestContext:
         return self._i + 1 if self._reporting else self._i
 
     def submit(self, request: OrderRequest) -> str:
-        stamp = self._i + 1 if self._reporting else self._i
+        stamp = self._stamp()
         time = self._times[stamp] if stamp >= 0 else 0
         order = self._broker.submit(request, stamp, time)
         if self._close_now and request.type is _MARKET:
