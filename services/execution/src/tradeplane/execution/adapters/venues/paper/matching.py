@@ -11,7 +11,10 @@ Model (documented in docs/api/execution.md):
   through it (buy: price <= limit; sell: price >= limit);
 - IOC cancels what did not fill at once; FOK fills completely at once or is cancelled with
   nothing filled; post-only orders that would cross are rejected; GTD orders expire;
-- stop-limit orders wait until a trade crosses the stop, then act as a limit order.
+- stop-limit orders wait until a trade crosses the stop, then act as a limit order;
+- an exit-only bracket is one order: a limit at the take-profit price that, once a trade
+  crosses its stop trigger (selling: price <= trigger; buying: price >= trigger), becomes a
+  limit at the stop-loss limit price (a market exit when there is none).
 """
 
 from __future__ import annotations
@@ -54,13 +57,21 @@ class PaperOrder:
     stop_direction: StopDirection | None
     post_only: bool
     expire_time: datetime | None
+    # Exit-only BRACKET: ``limit_price`` is the take-profit until the stop triggers, then this
+    # (None: a market exit).
+    stop_limit_price: Decimal | None = None
     fill_count: int = 0
     evaluated: bool = False  # has met a tick yet (its first evaluation is as a taker)
-    triggered: bool = False  # stop-limit: the stop was crossed
+    triggered: bool = False  # stop-limit or exit-only bracket: the stop was crossed
 
     def next_trade_id(self) -> str:
         self.fill_count += 1
         return f"{self.venue_order_id}-{self.fill_count}"
+
+
+# Order types that wait for a stop trigger (a paper BRACKET is always an exit-only one: a
+# bracket with an entry works its entry as a LIMIT order).
+_STOP_TYPES = (OrderType.STOP_LIMIT, OrderType.BRACKET)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,13 +129,62 @@ def idle_on(order: PaperOrder, tick: MarketTick) -> bool:
     deep book, decided without calling ``match``."""
     if order.expire_time is not None and tick.time >= order.expire_time:
         return False
-    if order.type is OrderType.STOP_LIMIT and not order.triggered:
-        return not _stop_crossed(order, tick)
+    if order.type in _STOP_TYPES and not order.triggered:
+        if _stop_crossed(order, tick):
+            return False
+        if order.type is OrderType.STOP_LIMIT:
+            return True
+        # An untriggered exit-only bracket also works its take-profit limit (below).
     if not order.evaluated or order.limit_price is None:
         return False
     if order.side is Side.BUY:
         return tick.price > order.limit_price
     return tick.price < order.limit_price
+
+
+@dataclass(frozen=True, slots=True)
+class Wakes:
+    """The thresholds at which a tick can change an order, for the book to index:
+    ``idle_on(order, tick)`` is False exactly when one of them holds for the tick
+    (``holds``). Kept next to ``idle_on``; the two must agree."""
+
+    always: bool = False  # every tick (arriving, market, IOC/FOK, triggered without a limit)
+    price_at_most: Decimal | None = None  # tick.price <= this: buy limit, stop DOWN
+    price_at_least: Decimal | None = None  # tick.price >= this: sell limit, stop UP
+    time_at_least: datetime | None = None  # tick.time >= this: expiry
+
+    def holds(self, tick: MarketTick) -> bool:
+        return (
+            self.always
+            or (self.price_at_most is not None and tick.price <= self.price_at_most)
+            or (self.price_at_least is not None and tick.price >= self.price_at_least)
+            or (self.time_at_least is not None and tick.time >= self.time_at_least)
+        )
+
+
+def wakes(order: PaperOrder) -> Wakes:
+    """When a tick can change ``order`` in its current state (see ``idle_on``)."""
+    at_most: Decimal | None = None
+    at_least: Decimal | None = None
+    always = False
+    stop_only = False
+    if order.type in _STOP_TYPES and not order.triggered:
+        assert order.stop_price is not None
+        if order.stop_direction is StopDirection.DOWN:
+            at_most = order.stop_price
+        else:
+            at_least = order.stop_price
+        stop_only = order.type is OrderType.STOP_LIMIT
+    if not stop_only:
+        limit = order.limit_price
+        if not order.evaluated or limit is None:
+            always = True
+        # A stop and a limit on the same side of the price: either one wakes the order.
+        elif order.side is Side.BUY:
+            at_most = limit if at_most is None else max(at_most, limit)
+        else:
+            at_least = limit if at_least is None else min(at_least, limit)
+    return Wakes(always, at_most, at_least, order.expire_time)
 
 
 def match(
@@ -135,11 +195,16 @@ def match(
     if order.expire_time is not None and tick.time >= order.expire_time:
         result.done, result.reason = OrderStatus.EXPIRED, "time in force expired"
         return result
-    if order.type is OrderType.STOP_LIMIT and not order.triggered:
-        if not _stop_crossed(order, tick):
+    if order.type in _STOP_TYPES and not order.triggered:
+        if _stop_crossed(order, tick):
+            order.triggered = True
+            order.evaluated = False  # once triggered it arrives as a limit order
+            if order.type is OrderType.BRACKET:
+                # The take-profit is withdrawn: the stop-loss works what is left.
+                order.limit_price = order.stop_limit_price
+        elif order.type is OrderType.STOP_LIMIT:
             return result
-        order.triggered = True
-        order.evaluated = False  # once triggered it arrives as a limit order
+        # else: an exit-only bracket's take-profit works like any limit order meanwhile
 
     arriving = not order.evaluated
     order.evaluated = True
@@ -219,4 +284,4 @@ def _arrive(
     return result
 
 
-__all__ = ["ZERO", "Execution", "MatchResult", "PaperOrder", "idle_on", "match"]
+__all__ = ["ZERO", "Execution", "MatchResult", "PaperOrder", "Wakes", "idle_on", "match", "wakes"]

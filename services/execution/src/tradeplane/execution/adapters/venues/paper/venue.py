@@ -1,8 +1,10 @@
 """The paper venue: keeps working orders in memory and fills them against live ticks.
 
-Brackets are not native here (``native_brackets`` False): the entry works as a limit order,
-and the service layer commits and sends the exit legs once it has filled, and cancels one
-leg when the other fills (one-cancels-other).
+Brackets with an entry are not native here (``native_brackets`` False): the entry works as a
+limit order, and the service layer commits and sends the exit legs once it has filled, and
+cancels one leg when the other fills (one-cancels-other). An exit-only bracket (no entry: it
+closes a position, like Coinbase's ``trigger_bracket``) is one paper order: a take-profit
+limit that becomes the stop-loss once a trade crosses the stop trigger (see matching).
 
 One worker task handles, in order, new orders and ticks, so the book never changes under a
 report. Each outcome is reported to the service layer (``VenueReports``), which applies it
@@ -21,10 +23,11 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from tradeplane.execution.adapters.venues.paper.book import PaperBook
 from tradeplane.execution.adapters.venues.paper.config import PaperConfig
-from tradeplane.execution.adapters.venues.paper.matching import PaperOrder, idle_on, match
+from tradeplane.execution.adapters.venues.paper.matching import PaperOrder, match
 from tradeplane.execution.domain.orders import Order
-from tradeplane.execution.domain.values import OrderStatus, OrderType, Venue
+from tradeplane.execution.domain.values import OrderStatus, OrderType, Side, StopDirection, Venue
 from tradeplane.execution.service_layer.ports import (
     MarketData,
     MarketTick,
@@ -47,12 +50,12 @@ class PaperVenue:
         self._market = market
         self._config = config
         self._reports: VenueReports | None = None
-        self._book: dict[str, PaperOrder] = {}  # order id -> working order
+        self._book = PaperBook()  # the working orders, indexed by what wakes them
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         market.add_listener(self._on_tick)
 
-    native_brackets = False  # the service layer manages the exit legs
+    native_brackets = False  # the service layer manages the exit legs of an entry
 
     @property
     def venue(self) -> Venue:
@@ -78,16 +81,15 @@ class PaperVenue:
     # -- ExecutionVenue
 
     async def submit(self, order: Order) -> str:
-        bracket = order.spec.bracket
-        if order.spec.type is OrderType.BRACKET and (bracket is None or bracket.exit_only):
-            raise VenueRejected("exit-only BRACKET orders are not supported by the paper venue")
+        if order.spec.type is OrderType.BRACKET and order.spec.bracket is None:
+            raise VenueRejected("a BRACKET order needs its bracket prices")
         venue_order_id = f"paper-{order.order_id}"
         if order.order_id not in self._book:  # idempotent on the order id
             self._add(order, venue_order_id)
         return venue_order_id
 
     async def cancel(self, order: Order) -> bool:
-        self._book.pop(order.order_id, None)
+        self._book.pop(order.order_id)
         return True
 
     async def resume(self, orders: Sequence[Order]) -> None:
@@ -97,34 +99,44 @@ class PaperVenue:
 
     async def cancel_quietly(self, order_id: str) -> None:
         """Drop an order from the book without reporting (tests drive reports by hand)."""
-        self._book.pop(order_id, None)
+        self._book.pop(order_id)
 
     # -- internals
 
     def _add(self, order: Order, venue_order_id: str, *, evaluated: bool = False) -> None:
-        spec = order.spec
+        spec, bracket = order.spec, order.spec.bracket
+        otype, limit, stop = spec.type, spec.limit_price, spec.stop_price
+        direction, stop_limit = spec.stop_direction, None
+        if spec.type is OrderType.BRACKET and bracket is not None and bracket.exit_only:
+            # One order: the take-profit limit, turned stop-loss by a trade through the
+            # trigger (selling closes a long: it stops on the way down).
+            limit, stop = bracket.take_profit_price, bracket.stop_loss_trigger_price
+            direction = StopDirection.DOWN if spec.side is Side.SELL else StopDirection.UP
+            stop_limit = bracket.stop_loss_limit_price
+        elif spec.type is OrderType.BRACKET:
+            otype = OrderType.LIMIT  # the entry works as a limit; the service adds the legs
         paper = PaperOrder(
             order_id=order.order_id,
             venue_order_id=venue_order_id,
             product_id=spec.product_id,
             side=spec.side,
-            # A bracket's entry works as a limit order; the service adds its exit legs.
-            type=OrderType.LIMIT if spec.type is OrderType.BRACKET else spec.type,
+            type=otype,
             time_in_force=spec.time_in_force,
             remaining=order.remaining_size,
             quote_remaining=None
             if spec.quote_size is None
             else spec.quote_size - order.filled_quote,
-            limit_price=spec.limit_price,
-            stop_price=spec.stop_price,
-            stop_direction=spec.stop_direction,
+            limit_price=limit,
+            stop_price=stop,
+            stop_direction=direction,
             post_only=spec.post_only,
             expire_time=spec.expire_time,
+            stop_limit_price=stop_limit,
             fill_count=len(order.fill_trade_ids),
             # A resumed order that already rested (or a triggered stop) is not "arriving".
             evaluated=evaluated and (spec.type is not OrderType.STOP_LIMIT),
         )
-        self._book[order.order_id] = paper
+        self._book.add(paper)
         tick = self._market.last_tick(spec.product_id)
         if tick is not None and not paper.evaluated:
             self._queue.put_nowait(("match", paper, tracing.current_context()))
@@ -144,11 +156,7 @@ class PaperVenue:
                             await self._match(item, tick)
                 else:
                     assert isinstance(item, MarketTick)
-                    for paper in [
-                        o
-                        for o in self._book.values()
-                        if o.product_id == item.product_id and not idle_on(o, item)
-                    ]:
+                    for paper in self._book.due(item):  # only the orders it can change
                         if paper.order_id in self._book:
                             await self._match(paper, item)
             except asyncio.CancelledError:
@@ -161,6 +169,7 @@ class PaperVenue:
         if rules is None or self._reports is None:
             return
         result = match(paper, tick, self._config, rules)
+        self._book.refile(paper)  # its state changed: what wakes it may have too
         for execution in result.executions:
             await self._reports.on_fill(
                 VenueFill(
@@ -176,6 +185,6 @@ class PaperVenue:
                 )
             )
         if result.done is not None:
-            self._book.pop(paper.order_id, None)
+            self._book.pop(paper.order_id)
             if result.done is not OrderStatus.FILLED or paper.remaining is None:
                 await self._reports.on_order_done(paper.order_id, result.done, result.reason)
