@@ -126,22 +126,29 @@ async def test_market_order_fills_with_taker_fee(execution: RunningExecution) ->
 async def test_limit_orders_rest_then_fill_as_maker_when_price_crosses(
     execution: RunningExecution,
 ) -> None:
-    tick = execution.app.market.last_tick("BTC-USD") or None
     await last_price(execution)
-    tick = execution.app.market.last_tick("BTC-USD")
-    assert tick is not None
     # One just below the bid, one just above the ask: neither crosses on arrival, and the
-    # random walk soon prints through one of them.
-    buy = (
-        await execution.stub.SubmitOrder(
-            limit("l-buy", common_pb2.SIDE_BUY, tick.best_bid - Decimal("0.01"))
-        )
-    ).order
-    sell = (
-        await execution.stub.SubmitOrder(
-            limit("l-sell", common_pb2.SIDE_SELL, tick.best_ask + Decimal("0.01"))
-        )
-    ).order
+    # random walk soon prints through one of them. A tick landing between reading the quote
+    # and the orders' arrival can make one marketable (it then fills as taker): place the
+    # pair again, with the new quote, until both rest.
+    for attempt in range(10):
+        tick = execution.app.market.last_tick("BTC-USD")
+        assert tick is not None
+        buy = (
+            await execution.stub.SubmitOrder(
+                limit(f"l-buy-{attempt}", common_pb2.SIDE_BUY, tick.best_bid - Decimal("0.01"))
+            )
+        ).order
+        sell = (
+            await execution.stub.SubmitOrder(
+                limit(f"l-sell-{attempt}", common_pb2.SIDE_SELL, tick.best_ask + Decimal("0.01"))
+            )
+        ).order
+        if buy.status == pb.ORDER_STATUS_OPEN and sell.status == pb.ORDER_STATUS_OPEN:
+            break
+        for order in (buy, sell):
+            if order.status == pb.ORDER_STATUS_OPEN:
+                await execution.stub.CancelOrder(pb.CancelOrderRequest(order_id=order.order_id))
     assert buy.status == pb.ORDER_STATUS_OPEN and sell.status == pb.ORDER_STATUS_OPEN
     assert buy.venue_order_id.startswith("paper-")
 

@@ -23,14 +23,16 @@ from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, Tracer, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, Decision
+from opentelemetry.trace import NonRecordingSpan, SpanContext, Status, StatusCode, TraceFlags
+from opentelemetry.util.types import Attributes
 
 log = logging.getLogger(__name__)
 
@@ -244,8 +246,18 @@ def instrument_engine(engine: AsyncEngine) -> None:
     from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
     from opentelemetry.metrics import get_meter
 
+    class StatementTracer(EngineTracer):
+        """Skips the per-statement work (attributes from the URL and the cursor, the
+        operation name, a span) while spans do not record: it costs tens of microseconds a
+        statement, and an unrecorded statement span is never current outside this hook."""
+
+        def _before_cur_exec(self, *args: Any) -> Any:
+            if _unobserved():
+                return args[2], args[3]  # the statement and parameters, unchanged
+            return super()._before_cur_exec(*args)  # type: ignore[no-untyped-call]
+
     meter = get_meter("opentelemetry.instrumentation.sqlalchemy")
-    EngineTracer(  # type: ignore[no-untyped-call]  # the package ships no annotations here
+    StatementTracer(  # type: ignore[no-untyped-call]  # the package ships no annotations
         _ChildOnlyTracer("opentelemetry.instrumentation.sqlalchemy"),
         engine.sync_engine,
         meter.create_up_down_counter(
@@ -261,6 +273,12 @@ def instrument_redis(client: Redis) -> None:
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
     RedisInstrumentor.instrument_client(client, tracer_provider=_ChildOnlyProvider())
+
+
+def _unobserved() -> bool:
+    """Whether spans do not record: our provider without a span processor yet."""
+    provider = trace.get_tracer_provider()
+    return isinstance(provider, _UnobservedTracerProvider) and not provider.observed
 
 
 def _sdk_disabled() -> bool:
@@ -289,16 +307,144 @@ def _exporters_from_env() -> list[tuple[SpanExporter, bool]]:
     return out
 
 
+class _Tracer(trace.Tracer):
+    """The SDK's tracer while its provider has a span processor; before that a span does not
+    record (see `_UnobservedTracerProvider`)."""
+
+    def __init__(self, sdk: Tracer, provider: _UnobservedTracerProvider) -> None:
+        self._sdk = sdk
+        self._provider = provider
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[trace.Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace.Span:
+        if self._provider.observed:
+            return self._sdk.start_span(
+                name,
+                context,
+                kind,
+                attributes,
+                links,
+                start_time,
+                record_exception,
+                set_status_on_exception,
+            )
+        return self._provider.unrecorded(name, context, kind, attributes, links)
+
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Attributes = None,
+        links: Sequence[trace.Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> AbstractContextManager[trace.Span]:
+        if self._provider.observed:
+            return self._sdk.start_as_current_span(
+                name,
+                context,
+                kind,
+                attributes,
+                links,
+                start_time,
+                record_exception,
+                set_status_on_exception,
+                end_on_exit,
+            )
+        return trace.use_span(
+            self._provider.unrecorded(name, context, kind, attributes, links),
+            end_on_exit=end_on_exit,
+        )
+
+
+class _UnobservedTracerProvider(TracerProvider):
+    """The SDK's provider, except that until a span processor is added (an exporter, or a
+    test's in-memory one) its spans are NonRecordingSpans: nobody could ever see what a
+    recording span collects, and building one (attributes, events, the span object) is most
+    of the cost of a span. An unrecorded span still gets its own span id, its parent's trace
+    id (a new one for a root) and the sampled flag the SDK would have given it, so trace ids
+    still reach logs, errors and decision records, and the context propagates unchanged to
+    other services (which may export)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # The SDK's own span metrics (opt-in) count every span: then take the SDK's path.
+        self.observed = (
+            os.environ.get("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "").strip().lower() == "true"
+        )
+        # The default sampler (no OTEL_TRACES_SAMPLER): the parent's flag, a root is sampled.
+        self._parent_or_on = self.sampler is DEFAULT_ON
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        self.observed = True
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        tracer = super().get_tracer(*args, **kwargs)
+        return _Tracer(tracer, self) if isinstance(tracer, Tracer) else tracer
+
+    def unrecorded(
+        self,
+        name: str,
+        context: Context | None,
+        kind: trace.SpanKind,
+        attributes: Attributes,
+        links: Sequence[trace.Link] | None,
+    ) -> trace.Span:
+        """What the SDK's Tracer.start_span makes for a span its sampler drops, but with the
+        sampler's flags rather than always unsampled."""
+        parent = trace.get_current_span(context).get_span_context()
+        ids = self.id_generator
+        if parent.is_valid:
+            trace_id = parent.trace_id
+            random_trace_id = parent.trace_flags.random_trace_id
+        else:
+            trace_id = ids.generate_trace_id()
+            random_trace_id = ids.is_trace_id_random()
+        if self._parent_or_on:  # what that sampler decides, without its SamplingResult
+            sampled = parent.trace_flags.sampled if parent.is_valid else True
+            trace_state = parent.trace_state if parent.is_valid else None
+        else:
+            result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            sampled = result.decision is Decision.RECORD_AND_SAMPLE
+            trace_state = result.trace_state
+        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
+        if random_trace_id:
+            flags |= TraceFlags.RANDOM_TRACE_ID
+        return NonRecordingSpan(
+            SpanContext(
+                trace_id,
+                ids.generate_span_id(),
+                is_remote=False,
+                trace_flags=TraceFlags(flags),
+                trace_state=trace_state,
+            )
+        )
+
+
 def configure_tracing(service_name: str) -> None:
-    """Install the global tracer provider once. Without an exporter spans are still created, so
-    trace ids reach logs and error messages and are propagated to other services. Sampling
-    follows OTEL_TRACES_SAMPLER(_ARG) and batching OTEL_BSP_* (the SDK reads them)."""
+    """Install the global tracer provider once. Without an exporter spans are still created,
+    non-recording (until a span processor is added), so trace ids reach logs and error messages
+    and are propagated to other services. Sampling follows OTEL_TRACES_SAMPLER(_ARG) and
+    batching OTEL_BSP_* (the SDK reads them)."""
     if _sdk_disabled():
         return
     if isinstance(trace.get_tracer_provider(), TracerProvider):
         return  # already configured in this process
     resource = Resource.create({SERVICE_NAME: os.environ.get("OTEL_SERVICE_NAME", service_name)})
-    provider = TracerProvider(resource=resource)
+    provider = _UnobservedTracerProvider(resource=resource)
     exporters = _exporters_from_env()
     for exporter, batch in exporters:
         processor = BatchSpanProcessor(exporter) if batch else SimpleSpanProcessor(exporter)

@@ -23,9 +23,11 @@ from tradeplane.execution.domain.fills import Fill
 from tradeplane.execution.domain.orders import BracketSpec, Order, OrderRequest
 from tradeplane.execution.domain.portfolio import PortfolioSnapshot
 from tradeplane.execution.domain.positions import Position
-from tradeplane.execution.domain.risk import Block, RiskLimits
+from tradeplane.execution.domain.risk import Block, RiskLimits, RiskRule
 from tradeplane.execution.domain.trading_state import TradingState, TradingStateChange
 from tradeplane.execution.domain.values import (
+    BracketLeg,
+    Liquidity,
     OrderStatus,
     OrderType,
     Side,
@@ -42,18 +44,67 @@ from trading.execution.v1 import execution_pb2 as pb
 E = TypeVar("E", bound=StrEnum)
 
 
+# Enum look-ups run several times per order: each (wrapper, prefix, class) is resolved into
+# a dict once, on first use, instead of a name lookup in the descriptor per call.
+_IN: dict[tuple[Any, str, type[StrEnum]], dict[int, Any]] = {}
+
+
+def _in_table(wrapper: Any, prefix: str, cls: type[StrEnum]) -> dict[int, Any]:
+    """number -> member for the wrapper's values whose unprefixed name is a member."""
+    table = {}
+    for number in wrapper.values():
+        try:
+            table[number] = cls(wrapper.Name(number).removeprefix(prefix))
+        except ValueError:
+            continue
+    return table
+
+
 def enum_in(wrapper: Any, prefix: str, cls: type[E], value: int, field: str) -> E | None:
     """A proto enum number -> domain member (None for 0); an unknown name is INVALID_ARGUMENT."""
     if value == 0:
         return None
-    try:
-        return cls(wrapper.Name(value).removeprefix(prefix))
-    except ValueError:
-        raise InvalidArgument(field, f"unknown or unsupported value {value}") from None
+    key = (wrapper, prefix, cls)
+    table = _IN.get(key)
+    if table is None:
+        table = _IN[key] = _in_table(wrapper, prefix, cls)
+    member: E | None = table.get(value)
+    if member is None:
+        raise InvalidArgument(field, f"unknown or unsupported value {value}")
+    return member
+
+
+def _out_table(wrapper: Any, prefix: str, cls: type[StrEnum]) -> dict[StrEnum | None, int]:
+    """member -> number (None -> 0), for the members the wrapper has a value for."""
+    names = set(wrapper.keys())
+    table: dict[StrEnum | None, int] = {None: 0}
+    for member in cls:
+        if prefix + member.value in names:
+            table[member] = wrapper.Value(prefix + member.value)
+    return table
+
+
+_SIDE = _out_table(common_pb2.Side, "SIDE_", Side)
+_VENUE = _out_table(common_pb2.Venue, "VENUE_", Venue)
+_ORDER_TYPE = _out_table(pb.OrderType, "ORDER_TYPE_", OrderType)
+_TIME_IN_FORCE = _out_table(pb.TimeInForce, "TIME_IN_FORCE_", TimeInForce)
+_STOP_DIRECTION = _out_table(pb.StopDirection, "STOP_DIRECTION_", StopDirection)
+_ORDER_STATUS = _out_table(pb.OrderStatus, "ORDER_STATUS_", OrderStatus)
+_BRACKET_LEG = _out_table(pb.BracketLeg, "BRACKET_LEG_", BracketLeg)
+_LIQUIDITY = _out_table(pb.Liquidity, "LIQUIDITY_", Liquidity)
+_RISK_RULE = _out_table(pb.RiskRule, "RISK_RULE_", RiskRule)
+_TRADING_STATE = _out_table(pb.TradingState, "TRADING_STATE_", TradingState)
 
 
 def enum_out(wrapper: Any, prefix: str, member: StrEnum | None) -> Any:
     return 0 if member is None else wrapper.Value(prefix + member.value)
+
+
+def _out(table: dict[StrEnum | None, int], wrapper: Any, prefix: str, member: Any) -> Any:
+    """`enum_out` through a table; a member the table lacks takes `enum_out`'s path (and
+    its error)."""
+    number = table.get(member)
+    return enum_out(wrapper, prefix, member) if number is None else number
 
 
 def side_in(value: int) -> Side | None:
@@ -61,7 +112,7 @@ def side_in(value: int) -> Side | None:
 
 
 def side_out(side: Side) -> Any:
-    return enum_out(common_pb2.Side, "SIDE_", side)
+    return _out(_SIDE, common_pb2.Side, "SIDE_", side)
 
 
 def venue_in(value: int, field: str = "venue") -> Venue | None:
@@ -69,7 +120,7 @@ def venue_in(value: int, field: str = "venue") -> Venue | None:
 
 
 def venue_out(venue: Venue) -> Any:
-    return enum_out(common_pb2.Venue, "VENUE_", venue)
+    return _out(_VENUE, common_pb2.Venue, "VENUE_", venue)
 
 
 def status_in(value: int, field: str = "statuses") -> OrderStatus:
@@ -84,13 +135,25 @@ def state_in(value: int, field: str = "state") -> TradingState | None:
 
 
 def state_out(state: TradingState | None) -> Any:
-    return enum_out(pb.TradingState, "TRADING_STATE_", state)
+    return _out(_TRADING_STATE, pb.TradingState, "TRADING_STATE_", state)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MIN_SECONDS, _MAX_SECONDS = -62_135_596_800, 253_402_300_799  # 0001-01-01 .. 9999-12-31
 
 
 def ts(t: datetime | None) -> Timestamp | None:
     if t is None:
         return None
-    out = Timestamp()
+    try:
+        since = t - _EPOCH  # the UTC instant, as FromDatetime(t.astimezone(UTC)) computes it
+    except TypeError:
+        since = None  # naive: astimezone takes it as local time
+    if since is not None:
+        seconds = since.days * 86_400 + since.seconds
+        if _MIN_SECONDS <= seconds <= _MAX_SECONDS:
+            return Timestamp(seconds=seconds, nanos=since.microseconds * 1000)
+    out = Timestamp()  # out of range or naive: protobuf's own path, and its errors
     out.FromDatetime(t.astimezone(UTC))
     return out
 
@@ -119,7 +182,7 @@ def window_in(message: Any, name: str = "time_range") -> TimeWindow:
 
 
 def d(value: Decimal | None) -> str:
-    return format_decimal(value)
+    return "" if value is None else format_decimal(value)
 
 
 def money(currency: str, amount: Decimal) -> common_pb2.Money:
@@ -227,49 +290,47 @@ def _required_decimal(field: str, text: str) -> Decimal:
 
 
 def order_out(o: Order) -> pb.Order:
+    # One constructor call (sub-messages included): runs 2-4 times per order.
     s = o.spec
-    out = pb.Order(
+    b = s.bracket
+    return pb.Order(
         order_id=o.order_id,
         client_order_id=s.client_order_id,
         account_id=s.account_id,
-        venue=venue_out(s.venue),
+        venue=_out(_VENUE, common_pb2.Venue, "VENUE_", s.venue),
         venue_order_id=o.venue_order_id,
         product_id=s.product_id,
-        side=side_out(s.side),
-        type=enum_out(pb.OrderType, "ORDER_TYPE_", s.type),
-        time_in_force=enum_out(pb.TimeInForce, "TIME_IN_FORCE_", s.time_in_force),
+        side=_out(_SIDE, common_pb2.Side, "SIDE_", s.side),
+        type=_out(_ORDER_TYPE, pb.OrderType, "ORDER_TYPE_", s.type),
+        time_in_force=_out(_TIME_IN_FORCE, pb.TimeInForce, "TIME_IN_FORCE_", s.time_in_force),
         expire_time=ts(s.expire_time),
         base_size=d(s.base_size),
         quote_size=d(s.quote_size),
         limit_price=d(s.limit_price),
         stop_price=d(s.stop_price),
-        stop_direction=enum_out(pb.StopDirection, "STOP_DIRECTION_", s.stop_direction),
+        stop_direction=_out(_STOP_DIRECTION, pb.StopDirection, "STOP_DIRECTION_", s.stop_direction),
         post_only=s.post_only,
-        status=enum_out(pb.OrderStatus, "ORDER_STATUS_", o.status),
+        status=_out(_ORDER_STATUS, pb.OrderStatus, "ORDER_STATUS_", o.status),
         filled_size=d(o.filled_size),
         average_fill_price=d(o.average_fill_price),
         status_reason=o.status_reason,
         parent_order_id=o.parent_order_id,
-        bracket_leg=enum_out(pb.BracketLeg, "BRACKET_LEG_", o.bracket_leg),
+        bracket_leg=_out(_BRACKET_LEG, pb.BracketLeg, "BRACKET_LEG_", o.bracket_leg),
         strategy_instance_id=s.strategy_instance_id,
         decision_id=o.decision_id,
         external=o.external,
         create_time=ts(o.create_time),
         update_time=ts(o.update_time),
+        fees=money(o.fee_currency, o.fees) if o.fee_currency else None,
+        bracket=None
+        if b is None
+        else pb.BracketSpec(
+            take_profit_price=d(b.take_profit_price),
+            stop_loss_trigger_price=d(b.stop_loss_trigger_price),
+            stop_loss_limit_price=d(b.stop_loss_limit_price),
+            exit_only=b.exit_only,
+        ),
     )
-    if o.fee_currency:
-        out.fees.CopyFrom(money(o.fee_currency, o.fees))
-    if s.bracket is not None:
-        b = s.bracket
-        out.bracket.CopyFrom(
-            pb.BracketSpec(
-                take_profit_price=d(b.take_profit_price),
-                stop_loss_trigger_price=d(b.stop_loss_trigger_price),
-                stop_loss_limit_price=d(b.stop_loss_limit_price),
-                exit_only=b.exit_only,
-            )
-        )
-    return out
 
 
 def fill_out(f: Fill) -> pb.Fill:
@@ -287,7 +348,7 @@ def fill_out(f: Fill) -> pb.Fill:
         price=d(f.price),
         size=d(f.size),
         fee=money(f.fee_currency, f.fee),
-        liquidity=enum_out(pb.Liquidity, "LIQUIDITY_", f.liquidity),
+        liquidity=_out(_LIQUIDITY, pb.Liquidity, "LIQUIDITY_", f.liquidity),
         time=ts(f.time),
     )
 
@@ -337,10 +398,10 @@ def block_out(b: Block) -> pb.Block:
         client_order_id=b.client_order_id,
         product_id=b.product_id,
         side=side_out(b.side),
-        type=enum_out(pb.OrderType, "ORDER_TYPE_", b.type),
+        type=_out(_ORDER_TYPE, pb.OrderType, "ORDER_TYPE_", b.type),
         base_size=d(b.base_size),
         price=d(b.price),
-        rule=enum_out(pb.RiskRule, "RISK_RULE_", b.rule),
+        rule=_out(_RISK_RULE, pb.RiskRule, "RISK_RULE_", b.rule),
         reason=b.reason,
         limit=b.limit,
         actual=b.actual,
@@ -434,7 +495,10 @@ def event_type_in(value: int) -> str:
 def encode_event(event: ev.ExecutionEvent) -> bytes:
     """The outbox payload: an Event without seq and time (assigned by the outbox), carrying
     the trace context of the change so consumers continue its trace."""
-    out = pb.Event(account_id=event.account_id, trace_context=tracing.carrier())
+    out = pb.Event(account_id=event.account_id)
+    trace_context = out.trace_context
+    for key, value in tracing.carrier().items():  # cheaper than the map's generic update()
+        trace_context[key] = value
     if isinstance(event, ev.OrderSubmitted):
         out.order_submitted.CopyFrom(order_out(event.order))
     elif isinstance(event, ev.OrderUpdated):
