@@ -62,20 +62,35 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
 
 
 def clients_process(
-    port: int, orders: int, clients: int, accounts: int, price: str
-) -> tuple[list[float], float]:
+    port: int, orders: int, clients: int, accounts: int, price: str, rate: float | None, tag: str
+) -> tuple[list[float], float, float]:
     """Run in the client process: warm up, then C clients each submitting one order at a
-    time. Returns the latencies (seconds) and the elapsed time."""
-    return _run(_clients(port, orders, clients, accounts, price))
+    time. Returns the latencies (seconds), the elapsed time and the CPU time the client
+    process spent."""
+    cpu = time.process_time()
+    latencies, elapsed = _run(_clients(port, orders, clients, accounts, price, rate, tag))
+    return latencies, elapsed, time.process_time() - cpu
 
 
 async def _clients(
-    port: int, orders: int, clients: int, accounts: int, price: str
+    port: int,
+    orders: int,
+    clients: int,
+    accounts: int,
+    price: str,
+    rate: float | None,
+    tag: str,
 ) -> tuple[list[float], float]:
+    """Closed loop (``rate`` None): each client sends its next order as soon as the last one
+    is answered, so the run measures the most the service does. Paced (``rate`` orders/s in
+    all): client c sends its k-th order at ``start + (k * clients + c) / rate``, or at once if
+    it is late; a latency counts from the scheduled time, so a stall also counts for the
+    orders it delayed (no coordinated omission)."""
+
     def request(i: int) -> pb.SubmitOrderRequest:
         return pb.SubmitOrderRequest(
-            account_id=f"bench-{i % accounts}",
-            client_order_id=f"bench-{i}",
+            account_id=f"{tag}-{i % accounts}",
+            client_order_id=f"{tag}-{i}",
             product_id="BTC-USD",
             side=common_pb2.SIDE_BUY,
             type=pb.ORDER_TYPE_LIMIT,
@@ -88,20 +103,30 @@ async def _clients(
         for i in range(max(20, accounts)):  # warm-up (connections, caches, accounts)
             await stub.SubmitOrder(request(-1 - i))
         latencies: list[float] = []
+        began = time.perf_counter()
 
         async def client(c: int) -> None:
-            for i in range(c, orders, clients):
-                began = time.perf_counter()
+            for k, i in enumerate(range(c, orders, clients)):
+                start = time.perf_counter()
+                if rate is not None:
+                    start = began + (k * clients + c) / rate
+                    await asyncio.sleep(max(0.0, start - time.perf_counter()))
                 response = await stub.SubmitOrder(request(i))
-                latencies.append(time.perf_counter() - began)
+                latencies.append(time.perf_counter() - start)
                 assert response.order.status == pb.ORDER_STATUS_OPEN
 
-        began = time.perf_counter()
         await asyncio.gather(*(client(c) for c in range(clients)))
         return latencies, time.perf_counter() - began
 
 
-async def run(database_url: str, orders: int, clients: int, accounts: int, directory: str) -> None:
+async def run(
+    database_url: str,
+    orders: int,
+    clients: int,
+    accounts: int,
+    directory: str,
+    rates: list[float | None],
+) -> None:
     common = {"grpc_host": "127.0.0.1", "grpc_port": 0, "metrics_port": -1}
     market = build_market(
         MarketSettings(
@@ -136,26 +161,33 @@ async def run(database_url: str, orders: int, clients: int, accounts: int, direc
         with ProcessPoolExecutor(1, mp_context=context) as pool:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(pool, os.getpid)  # the client process is up and ready
-            cpu = time.process_time()
-            latencies, elapsed = await loop.run_in_executor(
-                pool,
-                clients_process,
-                execution.server.grpc_port,
-                orders,
-                clients,
-                accounts,
-                resting,
-            )
-            cpu = time.process_time() - cpu  # includes the clients' warm-up (20 orders)
-        ms = np.array(latencies) * 1000
-        load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-        print(
-            f"{orders} orders, {clients} clients, {accounts} account(s), "
-            f"{execution.engine.dialect.name}: "
-            f"{orders / elapsed:.0f} orders/s, p50 {np.percentile(ms, 50):.1f} ms, "
-            f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms; service process "
-            f"{cpu / orders * 1000:.2f} ms CPU per order; load average {load}"
-        )
+            for rate in rates:
+                tag = "closed" if rate is None else f"paced{rate:g}"
+                cpu = time.process_time()
+                latencies, elapsed, client_cpu = await loop.run_in_executor(
+                    pool,
+                    clients_process,
+                    execution.server.grpc_port,
+                    orders,
+                    clients,
+                    accounts,
+                    resting,
+                    rate,
+                    tag,
+                )
+                cpu = time.process_time() - cpu  # includes the clients' warm-up (20 orders)
+                ms = np.array(latencies) * 1000
+                load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+                mode = "closed loop" if rate is None else f"paced at {rate:g} orders/s"
+                print(
+                    f"{mode}: {orders} orders, {clients} clients, {accounts} account(s), "
+                    f"{execution.engine.dialect.name}: "
+                    f"{orders / elapsed:.0f} orders/s, p50 {np.percentile(ms, 50):.1f} ms, "
+                    f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms; service "
+                    f"process {cpu / orders * 1000:.2f} ms CPU per order (clients "
+                    f"{client_cpu / orders * 1000:.2f}); load average {load}",
+                    flush=True,
+                )
     finally:
         await execution.server.stop()
         await market.server.stop()
@@ -168,16 +200,25 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--accounts", type=int, default=1, help="orders spread over N accounts")
     parser.add_argument("--sqlite", action="store_true")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        action="append",
+        help="a paced phase at this many orders/s in all (repeatable; default: 500)",
+    )
+    parser.add_argument("--no-closed", action="store_true", help="skip the closed-loop phase")
     args = parser.parse_args()
+    rates: list[float | None] = [] if args.no_closed else [None]
+    rates += args.rate or [500.0]
     logging.disable(logging.INFO)
     with tempfile.TemporaryDirectory() as directory:
         if args.sqlite:
             url = f"sqlite:///{directory}/execution.db"
-            _run(run(url, args.orders, args.clients, args.accounts, directory))
+            _run(run(url, args.orders, args.clients, args.accounts, directory, rates))
             return
         with contextlib.ExitStack() as stack:
             url = stack.enter_context(postgres_database(args.postgres))
-            _run(run(url, args.orders, args.clients, args.accounts, directory))
+            _run(run(url, args.orders, args.clients, args.accounts, directory, rates))
 
 
 if __name__ == "__main__":

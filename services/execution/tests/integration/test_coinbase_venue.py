@@ -5,6 +5,7 @@ refusals, cancel, edit, get/list/fills, and the user channel's cumulative update
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -62,6 +63,9 @@ class Reports:
 
     async def on_fill(self, fill: VenueFill) -> None:
         self.fills.append(fill)
+
+    async def on_fills(self, fills: Sequence[VenueFill]) -> None:
+        self.fills.extend(fills)
 
     async def on_order_done(self, order_id: str, status: OrderStatus, reason: str) -> None:
         self.done.append((order_id, status, reason))

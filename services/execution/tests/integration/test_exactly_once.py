@@ -12,6 +12,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tradeplane.execution.adapters.sql_store import WriteLane
 from tradeplane.execution.domain.values import Liquidity
 from tradeplane.execution.service_layer.ports import VenueFill
 from tradeplane.market.entrypoints.bootstrap import MarketApp
@@ -177,9 +178,9 @@ async def test_a_writer_connection_killed_by_the_database_answers_unavailable_th
     database restart): the submit that finds it broken gets UNAVAILABLE and changes nothing,
     the caller's retry (same client order id) is served on a new connection, once."""
     store = execution.app.store
-    writer = store._writer
-    if writer is None:
+    if store._writers is None:
         pytest.skip("SQLite: the group commit runs on the SQLAlchemy engine")
+    writer = store._writers[WriteLane.INTENTS]
     price = await last_price(execution)
     far = (price / 2).quantize(Decimal("0.01"))
     await execution.stub.SubmitOrder(limit("conn-0", common_pb2.SIDE_BUY, far))  # connected

@@ -116,12 +116,14 @@ orders = Table(
     UniqueConstraint("account_id", "client_order_id", name="uq_orders_account_client_order_id"),
     Index("ix_orders_account_time", "account_id", "create_time_us"),
     Index("ix_orders_time", "create_time_us"),
-    Index("ix_orders_status", "status"),
-    # Working orders per account and product (risk checks), migration 0004.
+    # Working orders per account, product and side with their sizes (risk checks: an
+    # index-only sum), migrations 0004 and 0006.
     Index(
         "ix_orders_working",
         "account_id",
         "product_id",
+        "side",
+        postgresql_include=["base_size", "filled_size"],
         postgresql_where=text("status IN ('NEW', 'OPEN', 'PARTIALLY_FILLED')"),
         sqlite_where=text("status IN ('NEW', 'OPEN', 'PARTIALLY_FILLED')"),
     ),
@@ -132,8 +134,20 @@ orders = Table(
         postgresql_where=text("parent_order_id <> ''"),
         sqlite_where=text("parent_order_id <> ''"),
     ),
-    Index("ix_orders_decision", "decision_id"),
-    Index("ix_orders_venue_order", "venue", "venue_order_id"),  # migration 0003
+    # Partial (migration 0006): most orders have no decision, and no venue id until acked.
+    Index(
+        "ix_orders_decision",
+        "decision_id",
+        postgresql_where=text("decision_id <> ''"),
+        sqlite_where=text("decision_id <> ''"),
+    ),
+    Index(
+        "ix_orders_venue_order",
+        "venue",
+        "venue_order_id",
+        postgresql_where=text("venue_order_id <> ''"),
+        sqlite_where=text("venue_order_id <> ''"),
+    ),
 )
 
 fills = Table(

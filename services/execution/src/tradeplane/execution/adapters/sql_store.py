@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -38,7 +39,13 @@ from sqlalchemy.sql import ColumnElement, Select
 
 from tradeplane.execution.adapters import orm, rows
 from tradeplane.execution.adapters.pending_events import PendingEvents
-from tradeplane.execution.adapters.pg_writer import BatchInputs, PgLink, PgTx
+from tradeplane.execution.adapters.pg_writer import (
+    GROUP_COMMIT_STATEMENTS,
+    BatchInputs,
+    PgLink,
+    PgTx,
+    Prepared,
+)
 from tradeplane.execution.adapters.rows import row_account
 from tradeplane.execution.domain.accounts import Account
 from tradeplane.execution.domain.decimals import ZERO
@@ -56,6 +63,13 @@ from tradeplane.execution.service_layer.ports import EventEncoder
 log = logging.getLogger(__name__)
 
 WORKING = (OrderStatus.NEW.value, OrderStatus.OPEN.value, OrderStatus.PARTIALLY_FILLED.value)
+
+
+class WriteLane(enum.Enum):
+    """The group commits of the order hot path, each on its own connection (Postgres)."""
+
+    INTENTS = "intents"  # SubmitOrder intents
+    ACKS = "acks"  # venue acknowledgements
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,10 +252,17 @@ class SqlTx(PendingEvents):
             out[r.account_id] = rows.json_limits(r.account_id, r.limits)
         return out
 
-    async def positions_of(self, account_ids: Sequence[str]) -> dict[str, list[Position]]:
+    async def positions_of(
+        self, account_ids: Sequence[str], *, lock: bool = False
+    ) -> dict[str, list[Position]]:
         t = orm.positions
         out: dict[str, list[Position]] = {a: [] for a in account_ids}
-        for r in await self.conn.execute(select(t).where(t.c.account_id.in_(list(account_ids)))):
+        if lock and len(account_ids) == 1:
+            return {account_ids[0]: await self.positions(account_ids[0], lock=True)}
+        q = select(t).where(t.c.account_id.in_(list(account_ids)))
+        if lock:  # in key order, like the accounts: no deadlock with another batch
+            q = q.order_by(t.c.account_id, t.c.product_id).with_for_update()
+        for r in await self.conn.execute(q):
             out[r.account_id].append(rows.row_position(r))
         return out
 
@@ -362,6 +383,80 @@ class SqlTx(PendingEvents):
         )
         # RETURNING yields a row only when the insert happened (rowcount is not reliable).
         return (await self.conn.execute(stmt)).first() is not None
+
+    async def insert_fills(self, fills: Sequence[Fill]) -> set[str]:
+        """Insert in one statement, skipping each (venue, venue_trade_id) that exists; returns
+        the fill ids inserted (the others are duplicates). ``fills`` must not repeat a trade
+        id among themselves."""
+        if not fills:
+            return set()
+        if len(fills) == 1:  # a one-row statement is cheaper to build (on_fill: one fill)
+            return {fills[0].fill_id} if await self.insert_fill(fills[0]) else set()
+        stmt = (
+            self._insert(orm.fills)
+            .values([rows.fill_row(f) for f in fills])
+            .on_conflict_do_nothing(index_elements=["venue", "venue_trade_id"])
+            .returning(orm.fills.c.fill_id)
+        )
+        return {r.fill_id for r in await self.conn.execute(stmt)}
+
+    async def update_filled_orders(self, orders: Sequence[tuple[Order, int]]) -> None:
+        """Update orders that got ``n`` new fills each: their mutable columns, and fill_count
+        raised by ``n`` (an order read here does not carry the trade ids of its past fills,
+        so ``len(fill_trade_ids)`` would not count them)."""
+        if not orders:
+            return
+        t = orm.orders
+        columns = [k for k in rows.ORDER_MUTABLE if k != "fill_count"]
+        stmt = (
+            update(t)
+            .where(t.c.order_id == bindparam("b_order_id"))
+            .values(
+                {
+                    **{k: bindparam(f"b_{k}") for k in columns},
+                    "fill_count": t.c.fill_count + bindparam("b_added"),
+                }
+            )
+        )
+        params = []
+        for order, added in orders:
+            values = rows.order_mutable_row(order)
+            params.append(
+                {
+                    "b_order_id": order.order_id,
+                    "b_added": added,
+                    **{f"b_{k}": values[k] for k in columns},
+                }
+            )
+        await self.conn.execute(stmt, params[0] if len(params) == 1 else params)
+
+    async def working_order_counts(self, account_ids: Sequence[str]) -> dict[str, int]:
+        if len(account_ids) == 1:
+            return {account_ids[0]: await self.working_order_count(account_ids[0])}
+        t = orm.orders
+        q = (
+            select(t.c.account_id, func.count())
+            .where(t.c.account_id.in_(list(account_ids)), t.c.status.in_(WORKING))
+            .group_by(t.c.account_id)
+        )
+        out = dict.fromkeys(account_ids, 0)
+        for account_id, count in await self.conn.execute(q):
+            out[account_id] = int(count)
+        return out
+
+    async def save_positions(self, positions: Sequence[Position]) -> None:
+        """Upsert many positions in one statement (executemany)."""
+        if len(positions) <= 1:
+            for p in positions:
+                await self.save_position(p)
+            return
+        values = [rows.position_row(p) for p in positions]
+        stmt = self._insert(orm.positions)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["account_id", "product_id"],
+            set_={k: stmt.excluded[k] for k in values[0] if k not in ("account_id", "product_id")},
+        )
+        await self.conn.execute(stmt, values)
 
     async def positions(self, account_id: str, *, lock: bool = False) -> list[Position]:
         t = orm.positions
@@ -504,10 +599,19 @@ class SqlStore:
             asyncio.Lock() if self._dialect == "sqlite" else None
         )
         postgres = self._dialect == "postgresql"
-        # Postgres: the group commit's own connection (write_transaction, the hot path).
-        self._writer = PgLink(engine.url, application_name) if postgres else None
+        # Postgres: the group commits' own connections (write_transaction, the hot path): one
+        # for SubmitOrder intents, one for venue acks, so an ack never queues behind a batch
+        # of intents and its risk reads (the account locks are the intents' alone).
+        self._writers = (
+            {
+                lane: PgLink(engine.url, application_name, GROUP_COMMIT_STATEMENTS)
+                for lane in WriteLane
+            }
+            if postgres
+            else None
+        )
         self._sequencer: OutboxSequencer | None = (
-            OutboxSequencer(engine, PgLink(engine.url, application_name), signal)
+            OutboxSequencer(engine, PgLink(engine.url, application_name, [P_MOVE_READY]), signal)
             if postgres
             else None
         )
@@ -520,22 +624,37 @@ class SqlStore:
         if self._sequencer is not None:
             await self._sequencer.stop()
             await self._sequencer.close()
-        if self._writer is not None:
-            await self._writer.close()
+        for writer in (self._writers or {}).values():
+            await writer.close()
 
     @contextlib.asynccontextmanager
-    async def write_transaction(self) -> AsyncIterator[SqlTx | PgTx]:
-        """The group commit's unit of work: on Postgres a ``PgTx`` on the writer's own
+    async def write_transaction(
+        self, lane: WriteLane = WriteLane.INTENTS
+    ) -> AsyncIterator[SqlTx | PgTx]:
+        """The group commit's unit of work: on Postgres a ``PgTx`` on the lane's own
         connection (reads and writes each in one round trip), on SQLite ``transaction()``."""
-        if self._writer is None:
+        if self._writers is None:
             async with self.transaction() as tx:
                 yield tx
             return
-        async with self._writer.transaction() as conn:
+        async with self._writers[lane].transaction() as conn:
             ptx = PgTx(conn)
             yield ptx
             appended = await ptx.finish(self._encode)
         if appended and self._sequencer is not None:
+            self._sequencer.wake()
+
+    @contextlib.asynccontextmanager
+    async def ack_statement(self) -> AsyncIterator[PgTx | None]:
+        """Postgres: a ``PgTx`` on the ack lane's connection for one statement of its own
+        (``PgTx.ack_unchanged``); None on SQLite (acks take ``write_transaction``)."""
+        if self._writers is None:
+            yield None
+            return
+        async with self._writers[WriteLane.ACKS].transaction() as conn:
+            ptx = PgTx(conn, self._encode)
+            yield ptx
+        if ptx.written and self._sequencer is not None:
             self._sequencer.wake()
 
     @contextlib.asynccontextmanager
@@ -630,7 +749,11 @@ class SqlStore:
         if statuses:
             where.append(t.c.status.in_(list(statuses)))
         if strategy_instance_id:
-            where.append(t.c.strategy_instance_id == strategy_instance_id)
+            # "<> ''" lets a generic plan use the partial index (migration 0006).
+            where += [
+                t.c.strategy_instance_id == strategy_instance_id,
+                t.c.strategy_instance_id != "",
+            ]
         if venue:
             where.append(t.c.venue == venue)
         where += _time_range(t.c.create_time_us, start_us, end_us)
@@ -648,7 +771,13 @@ class SqlStore:
         out: dict[str, list[Order]] = defaultdict(list)
         if not decision_ids:
             return out
-        q = select(t).where(t.c.decision_id.in_(list(decision_ids))).order_by(t.c.create_time_us)
+        # "<> ''" lets a generic plan use the partial index (migration 0006).
+        ids = [d for d in decision_ids if d]
+        q = (
+            select(t)
+            .where(t.c.decision_id.in_(ids), t.c.decision_id != "")
+            .order_by(t.c.create_time_us)
+        )
         for r in await self._all(q):
             out[r.decision_id].append(rows.row_order(r))
         return out
@@ -942,6 +1071,10 @@ class OutboxSequencer:
     RETRY_SECONDS = 0.005
     MAX_RETRY_SECONDS = 0.05
     COALESCE_SECONDS = 0.005
+    # pending_events is a queue: every numbered row is deleted. Its dead rows made each run
+    # scan more (2+ ms of database time per run after a few thousand orders, autovacuum
+    # comes at most once a minute), so the sequencer vacuums it itself, every so many rows.
+    VACUUM_AFTER_ROWS = 4000
 
     def __init__(
         self, engine: AsyncEngine, link: PgLink, signal: EventSignal, poll_seconds: float = 0.5
@@ -953,6 +1086,7 @@ class OutboxSequencer:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._rows_left = False  # pending rows remained after the last run_once
+        self._moved_since_vacuum = 0
 
     async def close(self) -> None:
         await self._link.close()
@@ -986,6 +1120,10 @@ class OutboxSequencer:
                 while batch == self.BATCH:
                     batch = await self.run_once()
                     numbered += batch
+                self._moved_since_vacuum += numbered
+                if self._moved_since_vacuum >= self.VACUUM_AFTER_ROWS:
+                    self._moved_since_vacuum = 0
+                    await self.vacuum()
                 if not self._rows_left:
                     delay = self._poll
                 else:
@@ -1007,12 +1145,20 @@ class OutboxSequencer:
             row = (await conn.execute(select(orm.pending_events.c.id).limit(1))).first()
         return row is not None
 
+    async def vacuum(self) -> None:
+        """Reclaim the queue's dead rows (autocommit: VACUUM runs outside a transaction; it
+        does not block the writers' inserts)."""
+        async with self._link.transaction() as conn:
+            await conn.execute("VACUUM pending_events")
+
     async def run_once(self) -> int:
         """Number one batch; returns how many events it numbered."""
-        async with self._link.transaction() as conn, conn.pipeline():
-            moved = await conn.execute(MOVE_READY, {"lock": self.LOCK_KEY, "batch": self.BATCH})
-            await conn.commit()  # same round trip
-        r = await moved.fetchone()
+        async with self._link.transaction() as conn:
+            # One statement in autocommit mode: a transaction of its own, one round trip.
+            moved = await conn.execute(
+                P_MOVE_READY.execute, {"lock": self.LOCK_KEY, "batch": self.BATCH}
+            )
+            r = await moved.fetchone()
         assert r is not None
         if not r.locked:
             self._rows_left = True  # another replica's sequencer is at work
@@ -1065,3 +1211,4 @@ SELECT (SELECT locked FROM lock) AS locked,
        EXISTS (SELECT 1 FROM pending_events p
                WHERE NOT EXISTS (SELECT 1 FROM ready r WHERE r.id = p.id)) AS rows_left
 """
+P_MOVE_READY = Prepared("tp_move_ready", MOVE_READY, (("lock", "bigint"), ("batch", "integer")))

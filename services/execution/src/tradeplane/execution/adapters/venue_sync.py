@@ -19,7 +19,12 @@ class VenueSyncStore:
 
     async def order_id_for(self, venue: str, venue_order_id: str) -> str | None:
         t = orm.orders
-        q = select(t.c.order_id).where(t.c.venue == venue, t.c.venue_order_id == venue_order_id)
+        if not venue_order_id:
+            return None
+        # "<> ''" lets a generic plan use the partial index (migration 0006).
+        q = select(t.c.order_id).where(
+            t.c.venue == venue, t.c.venue_order_id == venue_order_id, t.c.venue_order_id != ""
+        )
         async with self._engine.connect() as conn:
             return (await conn.execute(q.limit(1))).scalar_one_or_none()
 

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import cast
 
 from tradeplane.execution.adapters.pg_writer import BatchInputs, PgTx
-from tradeplane.execution.adapters.sql_store import SqlStore, SqlTx
+from tradeplane.execution.adapters.sql_store import SqlStore, SqlTx, WriteLane
 from tradeplane.execution.domain import events as ev
 from tradeplane.execution.domain.accounts import Account
 from tradeplane.execution.domain.decisions import Decision
@@ -29,6 +30,7 @@ from tradeplane.execution.domain.orders import (
     validate_order_request,
 )
 from tradeplane.execution.domain.portfolio import Portfolio, PortfolioSnapshot
+from tradeplane.execution.domain.positions import Position
 from tradeplane.execution.domain.products import ProductRules
 from tradeplane.execution.domain.risk import (
     Block,
@@ -96,6 +98,9 @@ class _Ack:
     order_id: str
     venue_order_id: str
     origin: contextvars.Context
+    # The order as sent (as its intent committed it): the ack applies to it without a read
+    # when its row has not changed since (Postgres, ExecutionCommands._ack_unchanged).
+    expected: Order | None = None
 
 
 _Write = _Intent | _Ack
@@ -107,6 +112,18 @@ _Outcome = asyncio.Task[Order] | Order | RiskBlock | None
 
 # Largest batch of one group commit (bounds a transaction's size and lock time).
 MAX_BATCH = 200
+# Most venue fills applied in one transaction (on_fills), for the same reason.
+MAX_FILL_BATCH = 200
+
+
+@dataclass(frozen=True, slots=True)
+class _AppliedFill:
+    """A fill a committed transaction applied: the order before and after it, and the
+    bracket legs it opened (sent, with the metrics and the OCO cancel, after the commit)."""
+
+    before: Order
+    after: Order
+    legs: tuple[Order, ...]
 
 
 class ExecutionCommands:
@@ -128,8 +145,13 @@ class ExecutionCommands:
         self._defaults = defaults
         self._rates = rates
         self._now = clock
-        # Concurrent submits and venue acks share transactions (group commit).
+        # Concurrent submits share transactions (group commit), and so do venue acks, in a
+        # group commit of their own (on Postgres its own connection): the order path is a
+        # chain of round trips, and an ack need not wait for the next batch of intents.
         self._writes: GroupCommit[_Write, _Outcome] = GroupCommit(
+            self._commit_writes, max_batch=MAX_BATCH
+        )
+        self._acks: GroupCommit[_Write, _Outcome] = GroupCommit(
             self._commit_writes, max_batch=MAX_BATCH
         )
         self._sending: set[asyncio.Task[Order]] = set()
@@ -242,9 +264,49 @@ class ExecutionCommands:
         return out
 
     async def _commit_write_batch(self, items: Sequence[_Write]) -> list[_Committed]:
+        now = self._now()
+        if items and all(isinstance(i, _Ack) for i in items):
+            return await self._ack_unchanged(cast(Sequence[_Ack], items), now)
+        return await self._commit_locked(items, now)
+
+    async def _ack_unchanged(self, items: Sequence[_Ack], now: datetime) -> list[_Committed]:
+        """Venue acks of orders still as their intent committed them (the common case): NEW
+        -> OPEN in one statement, no read first (Postgres). The rest - an order a fill or a
+        cancel changed meanwhile, an ack without its order, SQLite - take the locking path."""
+        results: list[_Committed] = [None] * len(items)
+        slow: list[int] = []
+        async with self._store.ack_statement() as tx:
+            pairs: list[tuple[int, Order, Order]] = []
+            for n, item in enumerate(items):
+                expected = item.expected
+                if tx is None or expected is None or expected.status is not OrderStatus.NEW:
+                    slow.append(n)
+                    continue
+                try:
+                    acked = expected.acknowledge(item.venue_order_id, now)
+                except Exception:  # the locking path answers it with its error
+                    slow.append(n)
+                    continue
+                pairs.append((n, expected, acked))
+                tx.add_event(ev.OrderUpdated(acked), now, item.origin)
+            if tx is not None and pairs:
+                done = await tx.ack_unchanged([(e, a) for _, e, a in pairs])
+                for n, _, acked in pairs:
+                    if acked.order_id in done:
+                        results[n] = acked
+                        metrics.ORDER_UPDATES.labels(acked.spec.venue.value, "OPEN").inc()
+                    else:
+                        slow.append(n)
+        if slow:
+            slow.sort()
+            locked = await self._commit_locked([items[n] for n in slow], now)
+            for n, result in zip(slow, locked, strict=True):
+                results[n] = result
+        return results
+
+    async def _commit_locked(self, items: Sequence[_Write], now: datetime) -> list[_Committed]:
         """One transaction: the acked orders locked first, then the intents' accounts - the
         order-then-account lock order of on_fill, so no deadlock - all read at once."""
-        now = self._now()
         acks = [(n, i) for n, i in enumerate(items) if isinstance(i, _Ack)]
         intents = [(n, i) for n, i in enumerate(items) if isinstance(i, _Intent)]
         results: list[_Committed] = [None] * len(items)
@@ -252,7 +314,8 @@ class ExecutionCommands:
         account_ids = sorted({s.account_id for s in specs})
         keys = [(s.account_id, s.client_order_id) for s in specs]
         pairs = sorted({(s.account_id, s.product_id) for s in specs})
-        async with self._store.write_transaction() as tx:
+        lane = WriteLane.INTENTS if intents else WriteLane.ACKS
+        async with self._store.write_transaction(lane) as tx:
             inputs = await tx.batch_inputs([a.order_id for _, a in acks], account_ids, keys, pairs)
             missing = [a for a in account_ids if a not in inputs.accounts]
             if missing:
@@ -382,8 +445,8 @@ class ExecutionCommands:
                 "venue submit failed; order stays NEW", extra={"order_id": order.order_id}
             )
             return order
-        acked = await self._writes.submit(
-            _Ack(order.order_id, venue_order_id, contextvars.copy_context())
+        acked = await self._acks.submit(
+            _Ack(order.order_id, venue_order_id, contextvars.copy_context(), order)
         )
         if not isinstance(acked, Order):
             return order
@@ -439,75 +502,145 @@ class ExecutionCommands:
     @tracing.traced("execution.apply_fill")
     async def on_fill(self, report: VenueFill) -> None:
         """Apply a fill exactly once: the unique (venue, trade id) row decides."""
+        await self._apply_fills([report])
+
+    async def on_fills(self, reports: Sequence[VenueFill]) -> None:
+        """Apply fills as ``on_fill`` one after the other would (same rows, events, metrics),
+        up to MAX_FILL_BATCH in one transaction."""
+        with tracing.span("execution.apply_fills", fills=len(reports)):
+            await self._apply_fills(reports)
+
+    async def _apply_fills(self, reports: Sequence[VenueFill]) -> None:
+        """A batch that fails (e.g. one fill would overfill its order) is applied again one
+        fill per transaction, so one bad fill does not hold back the others; the first error
+        is raised once all the others are in."""
+        errors: list[Exception] = []
+        for start in range(0, len(reports), MAX_FILL_BATCH):
+            chunk = reports[start : start + MAX_FILL_BATCH]
+            try:
+                applied, duplicates = await self._commit_fills(chunk)
+            except Exception as exc:
+                if len(chunk) == 1:
+                    errors.append(exc)
+                    continue
+                applied, duplicates = [], []
+                for report in chunk:
+                    try:
+                        one, dup = await self._commit_fills([report])
+                    except Exception as exc:
+                        errors.append(exc)
+                        continue
+                    applied += one
+                    duplicates += dup
+            for venue in duplicates:
+                metrics.FILLS_DUPLICATE.labels(venue.value).inc()
+            for done in applied:
+                try:
+                    await self._after_fill(done)
+                except Exception as exc:  # the OCO cancel: the fills are committed anyway
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+
+    async def _commit_fills(
+        self, reports: Sequence[VenueFill]
+    ) -> tuple[list[_AppliedFill], list[Venue]]:
+        """One transaction: the batch's orders locked first (order id order), then their
+        accounts (account id order) - the lock order of the group commit - each account's
+        portfolio read once and carried through its fills in report order. Returns the fills
+        applied and the venue of each duplicate."""
         now = self._now()
-        legs: tuple[Order, ...] = ()
+        applied: list[_AppliedFill] = []
+        duplicates: list[Venue] = []
         async with self._store.transaction() as tx:
-            order = await tx.order(report.order_id)
-            if order is None:
-                log.error("fill for an unknown order", extra={"order_id": report.order_id})
-                return
-            spec = order.spec
-            fill = Fill(
-                fill_id=new_id(),
-                venue_trade_id=report.venue_trade_id,
-                order_id=order.order_id,
-                client_order_id=spec.client_order_id,
-                account_id=spec.account_id,
-                venue=spec.venue,
-                product_id=spec.product_id,
-                side=spec.side,
-                price=report.price,
-                size=report.size,
-                fee=report.fee,
-                fee_currency=report.fee_currency,
-                time=report.time,
-                liquidity=report.liquidity,
-            )
+            orders = await tx.lock_orders(list({r.order_id for r in reports}))
+            fills: list[Fill] = []
+            keys: set[tuple[Venue, str]] = set()
+            for report in reports:
+                order = orders.get(report.order_id)
+                if order is None:
+                    log.error("fill for an unknown order", extra={"order_id": report.order_id})
+                    continue
+                fill = _domain_fill(order, report)
+                if (fill.venue, fill.venue_trade_id) in keys:  # twice in this batch
+                    duplicates.append(fill.venue)
+                    continue
+                keys.add((fill.venue, fill.venue_trade_id))
+                fills.append(fill)
             # The unique (venue, venue_trade_id) row decides first: a duplicate changes nothing.
-            if not await tx.insert_fill(fill):
-                metrics.FILLS_DUPLICATE.labels(spec.venue.value).inc()
-                return
-            applied = order.apply_fill(fill)
-            if applied.duplicate:
-                return
-            await tx.update_order(applied.order)
-            account = await self._lock_account(tx, spec.account_id)
-            positions = await tx.positions(spec.account_id, lock=True)
-            portfolio = account.portfolio(positions)
-            effect = portfolio.apply_fill(fill)
-            position = effect.position
-            price = self._market.last_price(spec.product_id)
-            if price is not None:
-                position = portfolio.mark(spec.product_id, price, now) or position
-            await tx.save_position(position)
-            for p in list(portfolio.positions.values()):
-                mark = self._market.last_price(p.product_id)
-                if mark is not None and p.product_id != spec.product_id:
-                    portfolio.mark(p.product_id, mark, now)
-            open_orders = await tx.working_order_count(spec.account_id)
-            snapshot = portfolio.revalue(
-                now, self._rates(account.valuation_currency), open_order_count=open_orders
-            )
-            await tx.save_account(
-                replace(
-                    account,
-                    cash=portfolio.cash,
-                    peak_equity=portfolio.peak_equity,
-                    daily_pnl=portfolio.daily_pnl,
-                    loss_streak=portfolio.loss_streak,
+            inserted = await tx.insert_fills(fills)
+            duplicates += [f.venue for f in fills if f.fill_id not in inserted]
+            fills = [f for f in fills if f.fill_id in inserted]
+            if not fills:
+                return applied, duplicates
+            account_ids = sorted({f.account_id for f in fills})
+            accounts = await tx.lock_accounts(account_ids)
+            if len(accounts) < len(account_ids):
+                for account_id in account_ids:
+                    if account_id not in accounts:
+                        await tx.ensure_account(self._new_account(account_id))
+                accounts = await tx.lock_accounts(account_ids)
+            positions = await tx.positions_of(account_ids, lock=True)
+            # Kept current through the batch: a fill that ends its order, a leg it opens.
+            working = await tx.working_order_counts(account_ids)
+            portfolios = {a: accounts[a].portfolio(positions[a]) for a in account_ids}
+            saved: dict[tuple[str, str], Position] = {}
+            changed: dict[str, Order] = {}
+            added: dict[str, int] = {}  # fills applied per order (its fill_count grows by so many)
+            for fill in fills:
+                before = orders[fill.order_id]
+                result = before.apply_fill(fill)
+                if result.duplicate:
+                    continue
+                after = orders[fill.order_id] = changed[fill.order_id] = result.order
+                added[fill.order_id] = added.get(fill.order_id, 0) + 1
+                working[fill.account_id] += after.status.is_working - before.status.is_working
+                account, portfolio = accounts[fill.account_id], portfolios[fill.account_id]
+                position = portfolio.apply_fill(fill).position
+                price = self._market.last_price(fill.product_id)
+                if price is not None:
+                    position = portfolio.mark(fill.product_id, price, now) or position
+                saved[(fill.account_id, fill.product_id)] = position
+                for p in list(portfolio.positions.values()):
+                    mark = self._market.last_price(p.product_id)
+                    if mark is not None and p.product_id != fill.product_id:
+                        portfolio.mark(p.product_id, mark, now)
+                snapshot = portfolio.revalue(
+                    now,
+                    self._rates(account.valuation_currency),
+                    open_order_count=working[fill.account_id],
                 )
-            )
-            tx.add_event(ev.OrderUpdated(applied.order), now)
-            tx.add_event(ev.FillRecorded(fill), now)
-            tx.add_event(ev.PositionUpdated(position), now)
-            tx.add_event(ev.PortfolioUpdated(snapshot), now)
-            legs = await self._open_bracket_legs(tx, order, applied.order, now)
+                tx.add_event(ev.OrderUpdated(after), now)
+                tx.add_event(ev.FillRecorded(fill), now)
+                tx.add_event(ev.PositionUpdated(position), now)
+                tx.add_event(ev.PortfolioUpdated(snapshot), now)
+                legs = await self._open_bracket_legs(tx, before, after, now)
+                working[fill.account_id] += sum(leg.status.is_working for leg in legs)
+                applied.append(_AppliedFill(before, after, legs))
+            # Each row written once, in its state after the batch's last fill that changed it.
+            await tx.update_filled_orders([(o, added[o.order_id]) for o in changed.values()])
+            await tx.save_positions(list(saved.values()))
+            for account_id in account_ids:
+                portfolio = portfolios[account_id]
+                await tx.save_account(
+                    replace(
+                        accounts[account_id],
+                        cash=portfolio.cash,
+                        peak_equity=portfolio.peak_equity,
+                        daily_pnl=portfolio.daily_pnl,
+                        loss_streak=portfolio.loss_streak,
+                    )
+                )
+        return applied, duplicates
+
+    async def _after_fill(self, done: _AppliedFill) -> None:
+        spec = done.after.spec
         metrics.FILLS.labels(spec.venue.value, spec.product_id, spec.side.value).inc()
-        if applied.order.status is not order.status:
-            metrics.ORDER_UPDATES.labels(spec.venue.value, applied.order.status.value).inc()
-        self._send_legs(legs)
-        if applied.order.bracket_leg in (BracketLeg.TAKE_PROFIT, BracketLeg.STOP_LOSS):
-            await self._cancel_other_leg(applied.order)
+        if done.after.status is not done.before.status:
+            metrics.ORDER_UPDATES.labels(spec.venue.value, done.after.status.value).inc()
+        self._send_legs(done.legs)
+        if done.after.bracket_leg in (BracketLeg.TAKE_PROFIT, BracketLeg.STOP_LOSS):
+            await self._cancel_other_leg(done.after)
 
     async def on_order_done(self, order_id: str, status: OrderStatus, reason: str) -> None:
         await self._finish(order_id, status, reason)
@@ -671,3 +804,23 @@ class ExecutionCommands:
 def _state(states: dict[str, TradingStateChange], scope: str) -> TradingState:
     change = states.get(scope)
     return TradingState.ACTIVE if change is None else change.state
+
+
+def _domain_fill(order: Order, report: VenueFill) -> Fill:
+    spec = order.spec
+    return Fill(
+        fill_id=new_id(),
+        venue_trade_id=report.venue_trade_id,
+        order_id=order.order_id,
+        client_order_id=spec.client_order_id,
+        account_id=spec.account_id,
+        venue=spec.venue,
+        product_id=spec.product_id,
+        side=spec.side,
+        price=report.price,
+        size=report.size,
+        fee=report.fee,
+        fee_currency=report.fee_currency,
+        time=report.time,
+        liquidity=report.liquidity,
+    )

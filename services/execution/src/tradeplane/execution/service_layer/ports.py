@@ -63,9 +63,14 @@ class VenueFill:
 
 class VenueReports(Protocol):
     """Where a venue reports what happened to orders (implemented by the service layer;
-    each report is applied in one transaction with its events, exactly once)."""
+    each report is applied with its events, exactly once)."""
 
     async def on_fill(self, report: VenueFill) -> None: ...
+
+    async def on_fills(self, reports: Sequence[VenueFill]) -> None:
+        """Several fills known at once (e.g. one fill listing): applied in batches, each in
+        one transaction, exactly as ``on_fill`` for each in order would."""
+        ...
 
     async def on_order_done(self, order_id: str, status: OrderStatus, reason: str) -> None:
         """The venue finished the order: FILLED, CANCELED, EXPIRED or REJECTED."""

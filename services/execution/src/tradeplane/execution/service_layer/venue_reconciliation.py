@@ -282,6 +282,7 @@ class VenueReconciler:
         working = await self._store.working_orders()
         report.checked_orders = len(working)
         known_venue_ids: set[str] = set()
+        converging: list[tuple[Order, VenueOrderState]] = []
 
         for order in working:
             if order.spec.venue is not self._venue.venue:
@@ -307,10 +308,13 @@ class VenueReconciler:
                         )
                     )
                     continue
-            await self._converge(order, state, report)
+            converging.append((order, state))
+        await self._converge(converging, report)
 
         # Fills of orders that are no longer working here (late fills) or unknown here.
         by_order: dict[str, list[VenueTrade]] = {}
+        late: list[VenueFill] = []
+        adoptions: list[tuple[str, VenueOrderState]] = []
         for t in trades:
             by_order.setdefault(t.venue_order_id, []).append(t)
         for venue_order_id, order_trades in by_order.items():
@@ -328,21 +332,24 @@ class VenueReconciler:
                     )
                     continue
                 local = await self._adopt(adopted, report)
+                adoptions.append((local.order_id, adopted))
             applied = await self._trade_ids(local.order_id)
-            for t in order_trades:
-                if t.venue_trade_id not in applied:
-                    await self._reports.on_fill(t.for_order(local.order_id))
-                    report.fills_applied += 1
-                    REPAIRS.labels(self._venue.venue.value, "fill").inc()
-            if adopted is not None:
-                # Adopted as working: its fills are in, now its final status (an outside
-                # order partly filled then canceled while we were away is done, not working).
-                after = await self._store.order(local.order_id)
-                if after is not None and after.status.is_working:
-                    await self._converge(after, adopted, report)
+            late += [
+                t.for_order(local.order_id) for t in order_trades if t.venue_trade_id not in applied
+            ]
             known_venue_ids.add(venue_order_id)
+        await self._apply(late, report)
+        # Adopted as working: their fills are in, now their final status (an outside order
+        # partly filled then canceled while we were away is done, not working).
+        converging = []
+        for order_id, state in adoptions:
+            adopted_order = await self._store.order(order_id)
+            if adopted_order is not None and adopted_order.status.is_working:
+                converging.append((adopted_order, state))
+        await self._converge(converging, report)
 
         # Orders placed outside the platform.
+        converging = []
         for venue_order_id, state in open_orders.items():
             if venue_order_id in known_venue_ids:
                 continue
@@ -350,7 +357,8 @@ class VenueReconciler:
             if local is None:
                 local = await self._adopt(state, report)
             if local.status.is_working:
-                await self._converge(local, state, report)
+                converging.append((local, state))
+        await self._converge(converging, report)
         if not report.mismatches:
             self._fills_since = started  # else the same fills are looked at again
 
@@ -364,18 +372,40 @@ class VenueReconciler:
         return state
 
     async def _converge(
+        self, pairs: Sequence[tuple[Order, VenueOrderState]], report: ReconciliationReport
+    ) -> None:
+        """Bring each local order to its venue state: the fills missing here, of all the
+        orders together (applied in batches, not one transaction each), then each order's
+        final status after its fills."""
+        missing: list[VenueFill] = []
+        refresh: set[str] = set()
+        for order, state in pairs:
+            if state.filled_size > order.filled_size:
+                applied = await self._trade_ids(order.order_id)
+                for t in await self._venue.order_trades(state.venue_order_id):
+                    if t.venue_trade_id not in applied:
+                        missing.append(t.for_order(order.order_id))
+                refresh.add(order.order_id)
+        await self._apply(missing, report)
+        for order, state in pairs:
+            if order.order_id in refresh:
+                after = await self._store.order(order.order_id)
+                await self._settle(order if after is None else after, state, report)
+            else:
+                await self._settle(order, state, report)
+
+    async def _apply(self, fills: Sequence[VenueFill], report: ReconciliationReport) -> None:
+        if not fills:
+            return
+        await self._reports.on_fills(fills)
+        report.fills_applied += len(fills)
+        REPAIRS.labels(self._venue.venue.value, "fill").inc(len(fills))
+
+    async def _settle(
         self, order: Order, state: VenueOrderState, report: ReconciliationReport
     ) -> None:
-        if state.filled_size > order.filled_size:
-            applied = await self._trade_ids(order.order_id)
-            for t in await self._venue.order_trades(state.venue_order_id):
-                if t.venue_trade_id not in applied:
-                    await self._reports.on_fill(t.for_order(order.order_id))
-                    report.fills_applied += 1
-                    REPAIRS.labels(self._venue.venue.value, "fill").inc()
-            after = await self._store.order(order.order_id)
-            if after is not None:
-                order = after
+        """With the fills in: a filled size that still differs is a mismatch; else the
+        venue's final status is applied, and the order followed."""
         if state.filled_size < order.filled_size:
             report.mismatches.append(
                 Mismatch(

@@ -294,10 +294,11 @@ class CoinbaseVenue:
             return True
         for attempt in range(3):
             trades = await self.order_trades(venue_order_id)
-            for t in trades:
-                if t.venue_trade_id not in reported and self._reports is not None:
-                    await self._reports.on_fill(t.for_order(order_id))
-                    reported.add(t.venue_trade_id)
+            new = [t for t in trades if t.venue_trade_id not in reported]
+            if new and self._reports is not None:
+                # One listing's new fills in one go (batched transactions, not one per fill).
+                await self._reports.on_fills([t.for_order(order_id) for t in new])
+                reported.update(t.venue_trade_id for t in new)
             if sum((t.size for t in trades), Decimal(0)) >= cumulative:
                 return True
             await asyncio.sleep(0.2 * (attempt + 1))  # fills may be listed a moment later
