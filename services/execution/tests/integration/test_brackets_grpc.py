@@ -123,3 +123,67 @@ async def test_a_bracket_entry_cancelled_after_a_partial_fill_protects_what_fill
     tp = await get(execution, legs[pb.BRACKET_LEG_TAKE_PROFIT].order_id)
     assert tp.status == pb.ORDER_STATUS_CANCELED
     assert tp.status_reason == "OCO: the stop-loss leg filled"
+
+
+async def test_an_exit_only_bracket_rests_as_one_order_and_exits_when_the_stop_is_crossed(
+    execution: RunningExecution,
+) -> None:
+    """Exit-only (no entry): one order at the venue, no child legs; it closes a position at
+    the take-profit, or - once a trade crosses the stop trigger - at the stop-loss (a market
+    exit when that has no limit)."""
+    price = await last_price(execution)
+    bought = (
+        await execution.stub.SubmitOrder(
+            pb.SubmitOrderRequest(
+                client_order_id="xo-long",
+                product_id="BTC-USD",
+                side=common_pb2.SIDE_BUY,
+                type=pb.ORDER_TYPE_MARKET,
+                base_size="0.02",
+            )
+        )
+    ).order
+    # A market order fills what the top of book holds; the rest is cancelled.
+    bought = await eventually(
+        lambda: get(execution, bought.order_id),
+        lambda o: o.status in (pb.ORDER_STATUS_FILLED, pb.ORDER_STATUS_CANCELED),
+    )
+    held = Decimal(bought.filled_size)
+    size = (held / 2).quantize(Decimal("0.00000001"))
+    assert size > 0
+
+    def exit_only(coid: str, trigger: Decimal) -> pb.SubmitOrderRequest:
+        return pb.SubmitOrderRequest(
+            client_order_id=coid,
+            product_id="BTC-USD",
+            side=common_pb2.SIDE_SELL,
+            type=pb.ORDER_TYPE_BRACKET,
+            base_size=str(size),
+            bracket=pb.BracketSpec(
+                take_profit_price=str((price * 2).quantize(CENT)),
+                stop_loss_trigger_price=str(trigger.quantize(CENT)),
+                exit_only=True,
+            ),
+        )
+
+    # Far from both prices: it rests, alone.
+    resting = (await execution.stub.SubmitOrder(exit_only("xo-1", price / 4))).order
+    assert resting.status == pb.ORDER_STATUS_OPEN
+    assert resting.order_id in execution.app.venue._book
+    assert await legs_of(execution, resting.order_id) == {}
+    cancelled = (
+        await execution.stub.CancelOrder(pb.CancelOrderRequest(order_id=resting.order_id))
+    ).order
+    assert cancelled.status == pb.ORDER_STATUS_CANCELED
+
+    # The stop trigger (a sell stops when the price falls to it) is already crossed: the
+    # order leaves at once as a market exit and the position shrinks by its size.
+    crossed = (await execution.stub.SubmitOrder(exit_only("xo-2", price * Decimal("1.5")))).order
+    done = await eventually(
+        lambda: get(execution, crossed.order_id),
+        lambda o: o.status in (pb.ORDER_STATUS_FILLED, pb.ORDER_STATUS_CANCELED),
+    )
+    assert Decimal(done.filled_size) > 0
+    assert await legs_of(execution, crossed.order_id) == {}
+    positions = (await execution.stub.ListPositions(pb.ListPositionsRequest())).positions
+    assert [Decimal(p.quantity) for p in positions] == [Decimal("0.02") - Decimal(done.filled_size)]
