@@ -188,10 +188,14 @@ async def test_a_writer_connection_killed_by_the_database_answers_unavailable_th
     pid = writer._conn.info.backend_pid
     async with store.engine.connect() as conn:
         await conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
-        alive = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
-        await eventually(
-            lambda: conn.exec_driver_sql(alive), lambda r: r.scalar_one() == 0, seconds=10
-        )
+
+        async def backends() -> int:
+            # pg_stat_activity is a snapshot kept for the transaction: take a fresh one.
+            await conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
+            alive = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
+            return int((await conn.exec_driver_sql(alive)).scalar_one())
+
+        await eventually(backends, lambda n: n == 0, seconds=10)
     request = limit("conn-1", common_pb2.SIDE_BUY, far)
     with pytest.raises(grpc.aio.AioRpcError) as failed:
         await execution.stub.SubmitOrder(request)
