@@ -38,7 +38,7 @@ from tradeplane.execution.domain.orders import Order
 from tradeplane.execution.domain.positions import Position
 from tradeplane.execution.domain.risk import Block, RiskLimits
 from tradeplane.execution.domain.trading_state import GLOBAL, TradingState
-from tradeplane.execution.domain.values import OrderStatus, Side
+from tradeplane.execution.domain.values import Side
 from tradeplane.execution.service_layer.ports import EventEncoder
 from tradeplane.runtime.errors import Unavailable
 
@@ -47,9 +47,6 @@ log = logging.getLogger(__name__)
 Conn = psycopg.AsyncConnection[Any]
 
 CONNECT_TIMEOUT_SECONDS = 5
-WORKING_SQL = ", ".join(
-    f"'{s.value}'" for s in (OrderStatus.NEW, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
-)
 
 
 def _columns_sql(table: str, columns: Sequence[str]) -> str:
@@ -108,8 +105,9 @@ LOCK_ACCOUNTS = (
 # The risk inputs of the locked accounts in one statement (JSON, decoded by orjson): the
 # orders already using the batch's client order ids, the limits, the trading states (global
 # and each account), the positions, and the remaining base size of the working orders per
-# (account, product, side), summed exactly (NUMERIC).
-RISK_INPUTS = f"""
+# (account, product, side), summed exactly (NUMERIC) from the deltas the orders trigger keeps
+# (migration 0007) - not from the orders, which cost O(working orders) per batch.
+RISK_INPUTS = """
 SELECT
   (SELECT coalesce(json_agg(o), '[]') FROM orders o
      JOIN unnest(%(accounts)s::text[], %(client_ids)s::text[]) AS k(a, c)
@@ -121,11 +119,9 @@ SELECT
   (SELECT coalesce(json_agg(p), '[]') FROM positions p
      WHERE account_id = ANY(%(ids)s)) AS positions,
   (SELECT coalesce(json_agg(json_build_array(account_id, product_id, side, remaining::text)), '[]')
-     FROM (SELECT account_id, product_id, side,
-                  sum(base_size::numeric - filled_size::numeric) AS remaining
-             FROM orders
+     FROM (SELECT account_id, product_id, side, sum(delta) AS remaining
+             FROM open_size_deltas
             WHERE account_id = ANY(%(ids)s) AND product_id = ANY(%(products)s)
-              AND status IN ({WORKING_SQL}) AND base_size IS NOT NULL
             GROUP BY account_id, product_id, side) AS s) AS open_sizes
 """
 # A batch's writes in one statement: the new orders, the acknowledged ones and the outbox

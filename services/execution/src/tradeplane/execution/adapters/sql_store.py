@@ -1073,8 +1073,10 @@ class OutboxSequencer:
     COALESCE_SECONDS = 0.005
     # pending_events is a queue: every numbered row is deleted. Its dead rows made each run
     # scan more (2+ ms of database time per run after a few thousand orders, autovacuum
-    # comes at most once a minute), so the sequencer vacuums it itself, every so many rows.
-    VACUUM_AFTER_ROWS = 4000
+    # comes at most once a minute), so the sequencer vacuums it itself, every so many rows;
+    # at the same time it folds the open-size deltas the orders trigger appends (migration
+    # 0007), which the risk check sums per batch.
+    MAINTAIN_AFTER_ROWS = 1000
 
     def __init__(
         self, engine: AsyncEngine, link: PgLink, signal: EventSignal, poll_seconds: float = 0.5
@@ -1086,7 +1088,7 @@ class OutboxSequencer:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._rows_left = False  # pending rows remained after the last run_once
-        self._moved_since_vacuum = 0
+        self._moved_since_maintenance = 0
 
     async def close(self) -> None:
         await self._link.close()
@@ -1120,10 +1122,10 @@ class OutboxSequencer:
                 while batch == self.BATCH:
                     batch = await self.run_once()
                     numbered += batch
-                self._moved_since_vacuum += numbered
-                if self._moved_since_vacuum >= self.VACUUM_AFTER_ROWS:
-                    self._moved_since_vacuum = 0
-                    await self.vacuum()
+                self._moved_since_maintenance += numbered
+                if self._moved_since_maintenance >= self.MAINTAIN_AFTER_ROWS:
+                    self._moved_since_maintenance = 0
+                    await self.maintain()
                 if not self._rows_left:
                     delay = self._poll
                 else:
@@ -1145,11 +1147,14 @@ class OutboxSequencer:
             row = (await conn.execute(select(orm.pending_events.c.id).limit(1))).first()
         return row is not None
 
-    async def vacuum(self) -> None:
-        """Reclaim the queue's dead rows (autocommit: VACUUM runs outside a transaction; it
-        does not block the writers' inserts)."""
+    async def maintain(self) -> None:
+        """Fold the open-size deltas into one row per key, then reclaim the dead rows of both
+        churning tables (autocommit: VACUUM runs outside a transaction; neither blocks the
+        writers' inserts)."""
         async with self._link.transaction() as conn:
-            await conn.execute("VACUUM pending_events")
+            await conn.execute(FOLD_OPEN_SIZES)
+            # No truncation: it would take an exclusive lock on tables every writer inserts into.
+            await conn.execute("VACUUM (TRUNCATE false) pending_events, open_size_deltas")
 
     async def run_once(self) -> int:
         """Number one batch; returns how many events it numbered."""
@@ -1171,6 +1176,20 @@ class OutboxSequencer:
         EVENTS_LAST_SEQ.set(last)
         self._signal.notify(last - count + 1, last, r.types)
         return count
+
+
+# The open-size deltas folded into one row per (account, product, side), in one statement:
+# the rows it deletes are those visible to it (committed); deltas committed meanwhile stay,
+# and a reader sees the same sums before and after. Two replicas folding at once: the second
+# skips the rows the first deleted (row locks, re-checked), so nothing counts twice.
+FOLD_OPEN_SIZES = """
+WITH gone AS (
+    DELETE FROM open_size_deltas RETURNING account_id, product_id, side, delta
+)
+INSERT INTO open_size_deltas (account_id, product_id, side, delta)
+SELECT account_id, product_id, side, sum(delta) FROM gone
+ GROUP BY account_id, product_id, side HAVING sum(delta) <> 0
+"""
 
 
 # One statement, one round trip with its COMMIT: take the sequencer lock (an InitPlan, run
