@@ -23,14 +23,16 @@ share their intent transactions (group commit), venue acks theirs; on Postgres e
 a psycopg connection of its own, one query (several statements) per round trip
 (adapters/pg_writer.py), and an ack of an unchanged order is one statement.
 
-Measured on the 2-vCPU machine (2026-11-29, defaults, 1,000 orders, 4 runs, load 0.5-1.2,
-clients 0.26-0.31 ms CPU per order): closed loop 591-715 orders/s, p50 13.6-16.3 ms, p99
-27.8-37.8 ms, 1.29-1.63 ms service CPU per order; paced at 500/s (the closed phase's 1,000
-orders still resting): 436-494 orders/s achieved, p50 15-242 ms, p99 44-300 ms - the p99
-target is NOT met, and 500/s is at the edge of what the chain of round trips sustains here.
-Earlier the same day (before the simple-query path, prepared statements, lean indexes, ack
-lane, unrecorded spans, cheaper mapping, paper tick index): 456-634 orders/s, p99 22-37 ms,
-1.5-2.0 ms CPU per order. Before the psycopg path: 95-160 orders/s, p99 81-255 ms."""
+Measured on the 2-vCPU machine (2026-11-29, defaults, 1,000 orders, 8 runs within 10 minutes,
+load 0.5-1.3, clients 0.23-0.29 ms CPU per order): closed loop 728-920 orders/s, p50
+10.5-12.9 ms, p99 18.0-33.0 ms (under 20 ms in 2 of 8 runs, median ~21 ms), 1.06-1.31 ms
+service CPU per order; paced at 500/s (after the closed phase's 1,000 resting orders):
+496-498 orders/s, p50 9.9-16.5 ms, p99 21.8-56.7 ms. In slower phases of the same machine
+(clients 0.30-0.38 ms per order) the closed loop gave 538-736 orders/s, p99 23-38 ms. So
+>= 500 orders/s holds and p99 < 20 ms does not yet, reliably. At the start of the day (before
+the simple-query path, prepared statements, the ack lane, open-size deltas, lean indexes,
+unrecorded spans, cheaper mapping, the paper tick index): 456-634 orders/s, p99 22-37 ms,
+1.5-2.0 ms CPU per order; before the psycopg path: 95-160 orders/s, p99 81-255 ms."""
 
 from __future__ import annotations
 
