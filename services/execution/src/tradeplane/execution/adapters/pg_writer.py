@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from binascii import b2a_base64
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -139,8 +140,9 @@ WITH inserted AS (
    WHERE o.order_id = v.order_id
 )
 INSERT INTO pending_events (time_us, account_id, event_type, payload)
-SELECT * FROM unnest(%(times)s::bigint[], %(event_accounts)s::text[], %(types)s::text[],
-                     %(payloads)s::bytea[])
+SELECT (e->>0)::bigint, e->>1, e->>2, decode(e->>3, 'base64')
+  FROM json_array_elements(%(events)s::json) WITH ORDINALITY AS x(e, n)
+ ORDER BY n
 """
 )
 
@@ -168,11 +170,10 @@ WITH updated AS (
   RETURNING o.order_id
 ), added AS (
   INSERT INTO pending_events (time_us, account_id, event_type, payload)
-  SELECT x.t, x.a, x.ty, x.p
-    FROM unnest(%(event_orders)s::text[], %(times)s::bigint[], %(event_accounts)s::text[],
-                %(types)s::text[], %(payloads)s::bytea[]) WITH ORDINALITY AS x(o, t, a, ty, p, n)
-   WHERE x.o IN (SELECT order_id FROM updated)
-   ORDER BY x.n
+  SELECT (e->>0)::bigint, e->>1, e->>2, decode(e->>3, 'base64')
+    FROM json_array_elements(%(events)s::json) WITH ORDINALITY AS x(e, n)
+   WHERE e->>4 IN (SELECT order_id FROM updated)
+   ORDER BY n
 )
 SELECT coalesce(array_agg(order_id), '{}') AS acked FROM updated
 """
@@ -223,10 +224,7 @@ P_WRITE_BATCH = Prepared(
     (
         ("new", "text"),
         ("changed", "text"),
-        ("times", "bigint[]"),
-        ("event_accounts", "text[]"),
-        ("types", "text[]"),
-        ("payloads", "bytea[]"),
+        ("events", "text"),
     ),
 )
 P_ACK_UNCHANGED = Prepared(
@@ -235,11 +233,7 @@ P_ACK_UNCHANGED = Prepared(
     (
         ("changed", "text"),
         ("expected", "text"),
-        ("event_orders", "text[]"),
-        ("times", "bigint[]"),
-        ("event_accounts", "text[]"),
-        ("types", "text[]"),
-        ("payloads", "bytea[]"),
+        ("events", "text"),
     ),
 )
 GROUP_COMMIT_STATEMENTS = (
@@ -468,6 +462,24 @@ class PgTx(PendingEvents):
                 )
         return out
 
+    def _events_json(self, encode: EventEncoder, order_ids: Sequence[str] = ()) -> str:
+        """The outbox rows as one JSON parameter, [time_us, account, type, base64 payload,
+        order id]: binding one string costs a fraction of binding four arrays element by
+        element (the largest client cost of a batch after the round trips)."""
+        ids = order_ids or [""] * len(self.events)
+        return orjson.dumps(
+            [
+                [
+                    rows.to_us(t),
+                    e.account_id,
+                    e.type.value,
+                    b2a_base64(p, newline=False).decode(),
+                    o,
+                ]
+                for (e, t), p, o in zip(self.events, self._payloads(encode), ids, strict=True)
+            ]
+        ).decode()
+
     # Writes are kept, and sent with the outbox rows and COMMIT in one round trip.
 
     async def insert_orders(self, orders: Sequence[Order]) -> None:
@@ -499,10 +511,7 @@ class PgTx(PendingEvents):
                     {
                         "new": orjson.dumps(self._new).decode(),
                         "changed": orjson.dumps(self._changed).decode(),
-                        "times": [rows.to_us(t) for _, t in self.events],
-                        "event_accounts": [e.account_id for e, _ in self.events],
-                        "types": [e.type.value for e, _ in self.events],
-                        "payloads": self._payloads(encode),
+                        "events": self._events_json(encode),
                     },
                 )
             )
@@ -527,11 +536,7 @@ class PgTx(PendingEvents):
                     {
                         "changed": _mutable_json([a for _, a in pairs]),
                         "expected": _mutable_json([e for e, _ in pairs]),
-                        "event_orders": [a.order_id for _, a in pairs],
-                        "times": [rows.to_us(t) for _, t in self.events],
-                        "event_accounts": [e.account_id for e, _ in self.events],
-                        "types": [e.type.value for e, _ in self.events],
-                        "payloads": self._payloads(self._encode),
+                        "events": self._events_json(self._encode, [a.order_id for _, a in pairs]),
                     },
                 )
             ],
