@@ -294,7 +294,9 @@ class ExecutionCommands:
                 for n, _, acked in pairs:
                     if acked.order_id in done:
                         results[n] = acked
-                        metrics.ORDER_UPDATES.labels(acked.spec.venue.value, "OPEN").inc()
+                        metrics.ORDER_UPDATES.labels(
+                            acked.spec.venue.value, acked.status.value
+                        ).inc()
                     else:
                         slow.append(n)
         if slow:
