@@ -23,9 +23,9 @@ share their intent transactions (group commit), venue acks theirs; on Postgres e
 a psycopg connection of its own, one query (several statements) per round trip
 (adapters/pg_writer.py), and an ack of an unchanged order is one statement.
 
-Measured on the 2-vCPU machine (2026-11-29, defaults, 1,000 orders, 8 runs within 10 minutes,
-load 0.5-1.3, clients 0.23-0.29 ms CPU per order): closed loop 728-920 orders/s, p50
-10.5-12.9 ms, p99 18.0-33.0 ms (under 20 ms in 2 of 8 runs, median ~21 ms), 1.06-1.31 ms
+Measured on the 2-vCPU machine (2026-11-29, defaults, 1,000 orders, 11 runs within 15 minutes,
+load 0.5-1.7, clients 0.23-0.29 ms CPU per order): closed loop 728-920 orders/s, p50
+10.5-13.0 ms, p99 17.9-33.0 ms (under 20 ms in 3 of 11 runs, median ~22 ms), 1.06-1.31 ms
 service CPU per order; paced at 500/s (after the closed phase's 1,000 resting orders):
 496-498 orders/s, p50 9.9-16.5 ms, p99 21.8-56.7 ms. In slower phases of the same machine
 (clients 0.30-0.38 ms per order) the closed loop gave 538-736 orders/s, p99 23-38 ms. So
