@@ -186,4 +186,4 @@ async def test_an_exit_only_bracket_rests_as_one_order_and_exits_when_the_stop_i
     assert Decimal(done.filled_size) > 0
     assert await legs_of(execution, crossed.order_id) == {}
     positions = (await execution.stub.ListPositions(pb.ListPositionsRequest())).positions
-    assert [Decimal(p.quantity) for p in positions] == [Decimal("0.02") - Decimal(done.filled_size)]
+    assert [Decimal(p.quantity) for p in positions] == [held - Decimal(done.filled_size)]
