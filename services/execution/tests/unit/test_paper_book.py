@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from tradeplane.execution.adapters.venues.paper import book as book_module
 from tradeplane.execution.adapters.venues.paper import venue as venue_module
 from tradeplane.execution.adapters.venues.paper.book import PaperBook
 from tradeplane.execution.adapters.venues.paper.config import PaperConfig
@@ -437,16 +437,78 @@ def test_cancelled_orders_do_not_pile_up_in_the_ladders() -> None:
     assert book.due(tick_at("10")) == []
 
 
-def test_a_far_away_tick_costs_little_however_deep_the_book() -> None:
-    """10,000 resting orders far from the market: selecting for a tick takes well under 1 ms
-    of CPU (a scan of the book took about 3 ms)."""
+def test_a_far_away_tick_looks_at_no_order_however_deep_the_book(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """10,000 resting orders far from the market: a tick examines none of them (the scan it
+    replaced called idle_on for each; its cost is measured, not asserted here: ~12 us vs
+    ~2.8 ms per tick)."""
     book = PaperBook()
     for i in range(10_000):
         side = Side.BUY if i % 2 else Side.SELL
         book.add(paper(str(i), side, str(1000 + i % 500) if i % 2 else str(200_000 - i % 500)))
-    t = tick_at("60000")
-    start = time.process_time()
-    for _ in range(200):
-        assert book.due(t) == []
-    per_tick = (time.process_time() - start) / 200
-    assert per_tick < 0.0005, per_tick
+    examined: list[str] = []
+    real_idle_on = book_module.idle_on
+
+    def counting_idle_on(order: PaperOrder, tick: MarketTick) -> bool:
+        examined.append(order.order_id)
+        return real_idle_on(order, tick)
+
+    monkeypatch.setattr(book_module, "idle_on", counting_idle_on)
+    assert book.due(tick_at("60000")) == []
+    assert examined == []
+
+
+@pytest.mark.parametrize(
+    ("otype", "tif", "limit"),
+    [
+        (OrderType.MARKET, TimeInForce.IOC, None),
+        (OrderType.LIMIT, TimeInForce.IOC, "101"),
+        (OrderType.LIMIT, TimeInForce.FOK, "101"),
+    ],
+)
+async def test_an_order_that_cannot_rest_is_evaluated_again_after_a_restart(
+    otype: OrderType, tif: TimeInForce, limit: str | None
+) -> None:
+    """A market/IOC/FOK order acknowledged just before a crash (it never met a tick) is
+    handed back by ``resume``: it is matched at once as a taker and its remainder cancelled,
+    as on arrival - not left in the book (it cannot rest) nor failing on every tick."""
+    market = FakeMarket()
+    venue = PaperVenue(market, PaperConfig())
+    reports = Reports([])
+    venue.bind(reports)
+    errors = _Errors()
+    logging.getLogger(venue_module.__name__).addHandler(errors)
+    await venue.start()
+    try:
+        market.push(MarketTick("BTC-USD", 0, T0, D(100), D(1), D(99), D(100)))
+        spec = OrderSpec(
+            "acct",
+            "c",
+            "BTC-USD",
+            Side.BUY,
+            otype,
+            tif,
+            Venue.PAPER,
+            base_size=D(3),
+            limit_price=None if limit is None else D(limit),
+        )
+        order = replace(Order.new("o", spec, T0), venue_order_id="paper-o")
+        await venue.resume([order])
+        await drain(venue)
+        market.push(
+            MarketTick("BTC-USD", 1, T0 + timedelta(seconds=1), D(100), D(1), D(99), D(100))
+        )
+        await drain(venue)
+    finally:
+        await venue.stop()
+        logging.getLogger(venue_module.__name__).removeHandler(errors)
+    assert errors.records == []
+    assert "o" not in venue._book
+    kinds = [entry[0] for entry in reports.log]
+    assert kinds[-1] == "done"
+    if tif is TimeInForce.FOK:
+        assert kinds == ["done"]  # 3 wanted, 1 at the top of book: nothing fills
+    else:
+        assert kinds == ["fill", "done"]  # the top of book's 1, the rest cancelled
+        assert reports.log[0][4] == D(1)

@@ -27,7 +27,14 @@ from tradeplane.execution.adapters.venues.paper.book import PaperBook
 from tradeplane.execution.adapters.venues.paper.config import PaperConfig
 from tradeplane.execution.adapters.venues.paper.matching import PaperOrder, match
 from tradeplane.execution.domain.orders import Order
-from tradeplane.execution.domain.values import OrderStatus, OrderType, Side, StopDirection, Venue
+from tradeplane.execution.domain.values import (
+    OrderStatus,
+    OrderType,
+    Side,
+    StopDirection,
+    TimeInForce,
+    Venue,
+)
 from tradeplane.execution.service_layer.ports import (
     MarketData,
     MarketTick,
@@ -133,8 +140,10 @@ class PaperVenue:
             expire_time=spec.expire_time,
             stop_limit_price=stop_limit,
             fill_count=len(order.fill_trade_ids),
-            # A resumed order that already rested (or a triggered stop) is not "arriving".
-            evaluated=evaluated and (spec.type is not OrderType.STOP_LIMIT),
+            # A resumed order that could rest already met the market: it is not "arriving".
+            # Others (a market, IOC or FOK order caught by a restart before its first tick,
+            # a stop whose trigger is checked again) are evaluated afresh.
+            evaluated=evaluated and _rests(spec.type, spec.time_in_force),
         )
         self._book.add(paper)
         tick = self._market.last_tick(spec.product_id)
@@ -188,3 +197,11 @@ class PaperVenue:
             self._book.pop(paper.order_id)
             if result.done is not OrderStatus.FILLED or paper.remaining is None:
                 await self._reports.on_order_done(paper.order_id, result.done, result.reason)
+
+
+def _rests(order_type: OrderType, time_in_force: TimeInForce) -> bool:
+    """Whether an order of this kind rests in the book after its first evaluation."""
+    return order_type in (OrderType.LIMIT, OrderType.BRACKET) and time_in_force in (
+        TimeInForce.GTC,
+        TimeInForce.GTD,
+    )
