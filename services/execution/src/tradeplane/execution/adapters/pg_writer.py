@@ -366,10 +366,10 @@ class PgTx(PendingEvents):
     round trip (``batch_inputs``), its writes kept and sent with ``COMMIT`` in another
     (``finish``)."""
 
-    def __init__(self, conn: Conn, encode: EventEncoder | None = None) -> None:
+    def __init__(self, conn: Conn, encode: EventEncoder) -> None:
         super().__init__()
         self.conn = conn
-        self._encode = encode  # for ack_unchanged
+        self._encode = encode
         self._begun = False
         self.written = 0  # events written by ack_unchanged
         self._new: list[dict[str, Any]] = []
@@ -462,7 +462,7 @@ class PgTx(PendingEvents):
                 )
         return out
 
-    def _events_json(self, encode: EventEncoder, order_ids: Sequence[str] = ()) -> str:
+    def _events_json(self, order_ids: Sequence[str] = ()) -> str:
         """The outbox rows as one JSON parameter, [time_us, account, type, base64 payload,
         order id]: binding one string costs a fraction of binding four arrays element by
         element (the largest client cost of a batch after the round trips)."""
@@ -476,7 +476,7 @@ class PgTx(PendingEvents):
                     b2a_base64(p, newline=False).decode(),
                     o,
                 ]
-                for (e, t), p, o in zip(self.events, self._payloads(encode), ids, strict=True)
+                for (e, t), p, o in zip(self.events, self._payloads(self._encode), ids, strict=True)
             ]
         ).decode()
 
@@ -486,8 +486,7 @@ class PgTx(PendingEvents):
         self._new += [rows.order_row(o) for o in orders]
 
     async def update_orders(self, orders: Sequence[Order]) -> None:
-        for order in orders:
-            self._changed.append({"order_id": order.order_id, **rows.order_mutable_row(order)})
+        self._changed += [_mutable_row(o) for o in orders]
 
     async def insert_blocks(self, blocks: Sequence[Block]) -> None:
         self._rare += [
@@ -500,7 +499,7 @@ class PgTx(PendingEvents):
             for d in decisions
         ]
 
-    async def finish(self, encode: EventEncoder) -> int:
+    async def finish(self) -> int:
         """Send the writes, the outbox rows and COMMIT in one round trip; returns how many
         events were written."""
         statements = list(self._rare)
@@ -511,7 +510,7 @@ class PgTx(PendingEvents):
                     {
                         "new": orjson.dumps(self._new).decode(),
                         "changed": orjson.dumps(self._changed).decode(),
-                        "events": self._events_json(encode),
+                        "events": self._events_json(),
                     },
                 )
             )
@@ -527,7 +526,7 @@ class PgTx(PendingEvents):
         with the events added for them (one per pair, in the same order), in one statement
         that is its own transaction (no BEGIN: nothing is read first). Returns the ids of the
         orders updated."""
-        assert not self._begun and len(self.events) == len(pairs) and self._encode is not None
+        assert not self._begun and len(self.events) == len(pairs)
         found = await results(
             self.conn,
             [
@@ -536,7 +535,7 @@ class PgTx(PendingEvents):
                     {
                         "changed": _mutable_json([a for _, a in pairs]),
                         "expected": _mutable_json([e for e, _ in pairs]),
-                        "events": self._events_json(self._encode, [a.order_id for _, a in pairs]),
+                        "events": self._events_json([a.order_id for _, a in pairs]),
                     },
                 )
             ],
@@ -546,10 +545,12 @@ class PgTx(PendingEvents):
         return acked
 
 
+def _mutable_row(order: Order) -> dict[str, Any]:
+    return {"order_id": order.order_id, **rows.order_mutable_row(order)}
+
+
 def _mutable_json(orders: Sequence[Order]) -> str:
-    return orjson.dumps(
-        [{"order_id": o.order_id, **rows.order_mutable_row(o)} for o in orders]
-    ).decode()
+    return orjson.dumps([_mutable_row(o) for o in orders]).decode()
 
 
 def _values(row: dict[str, Any], columns: Sequence[str]) -> tuple[Any, ...]:

@@ -638,9 +638,9 @@ class SqlStore:
                 yield tx
             return
         async with self._writers[lane].transaction() as conn:
-            ptx = PgTx(conn)
+            ptx = PgTx(conn, self._encode)
             yield ptx
-            appended = await ptx.finish(self._encode)
+            appended = await ptx.finish()
         if appended and self._sequencer is not None:
             self._sequencer.wake()
 
