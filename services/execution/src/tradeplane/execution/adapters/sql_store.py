@@ -45,6 +45,8 @@ from tradeplane.execution.adapters.pg_writer import (
     PgLink,
     PgTx,
     Prepared,
+    bind,
+    results,
 )
 from tradeplane.execution.adapters.rows import row_account
 from tradeplane.execution.domain.accounts import Account
@@ -1160,11 +1162,8 @@ class OutboxSequencer:
         """Number one batch; returns how many events it numbered."""
         async with self._link.transaction() as conn:
             # One statement in autocommit mode: a transaction of its own, one round trip.
-            moved = await conn.execute(
-                P_MOVE_READY.execute, {"lock": self.LOCK_KEY, "batch": self.BATCH}
-            )
-            r = await moved.fetchone()
-        assert r is not None
+            bound = bind(conn, P_MOVE_READY.execute, {"lock": self.LOCK_KEY, "batch": self.BATCH})
+            (r,) = (await results(conn, [bound]))[0]
         if not r.locked:
             self._rows_left = True  # another replica's sequencer is at work
             return 0
