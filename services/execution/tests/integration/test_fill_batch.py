@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 from sqlalchemy import text
 
 from tradeplane.execution.adapters.sql_store import SqlStore
-from tradeplane.execution.domain.orders import BracketSpec, Order, OrderSpec
+from tradeplane.execution.domain.orders import BracketSpec, Order, OrderSpec, OrderStatus
 from tradeplane.execution.domain.values import (
     Liquidity,
     OrderType,
@@ -393,3 +393,21 @@ async def test_a_batch_larger_than_one_transaction(two_databases: tuple[str, str
             p for p in await table(svc, "positions", (), ("product_id",)) if p["account_id"] == "a"
         ]
         assert Decimal(position["quantity"]) == size * 450
+
+
+async def test_fill_count_counts_fills_through_later_updates(
+    two_databases: tuple[str, str],
+) -> None:
+    """``orders.fill_count`` is the number of fills applied: an update after the fills (here
+    the venue reporting the order cancelled) keeps it - the order it writes was read without
+    the trade ids of its past fills."""
+    url, _ = two_databases
+    async with service(url) as svc:
+        await place_orders(svc)
+        await svc.commands.on_fills([fill("o-a-btc", "c1", "0.01", "49900")])
+        await svc.commands.on_fill(fill("o-a-btc", "c2", "0.02", "49900"))
+        await svc.commands.on_order_done("o-a-btc", OrderStatus.CANCELED, "cancelled at the venue")
+        orders = {o["client_order_id"]: o for o in (await state(svc))["orders"]}
+        assert orders["a-btc"]["status"] == "CANCELED"
+        assert orders["a-btc"]["filled_size"] == "0.03"
+        assert orders["a-btc"]["fill_count"] == 2

@@ -155,8 +155,7 @@ SELECT (e->>0)::bigint, e->>1, e->>2, decode(e->>3, 'base64')
 # row is still exactly that (nothing else - a fill, a cancel - changed it meanwhile; a row
 # locked by another transaction is re-checked once that one ends), and the OrderUpdated
 # event of each order updated is added, in order. Returns the ids updated; the others take
-# the locking path. ``fill_count`` is left out of the comparison (acks write it as 0).
-ACK_COMPARED = tuple(c for c in rows.ORDER_MUTABLE if c != "fill_count")
+# the locking path.
 ACK_UNCHANGED = (
     """
 WITH updated AS (
@@ -167,9 +166,9 @@ WITH updated AS (
          json_populate_recordset(NULL::orders, %(expected)s::json) AS e
    WHERE o.order_id = v.order_id AND e.order_id = v.order_id
      AND ("""
-    + ", ".join(f"o.{k}" for k in ACK_COMPARED)
+    + ", ".join(f"o.{k}" for k in rows.ORDER_MUTABLE)
     + ") IS NOT DISTINCT FROM ("
-    + ", ".join(f"e.{k}" for k in ACK_COMPARED)
+    + ", ".join(f"e.{k}" for k in rows.ORDER_MUTABLE)
     + """)
   RETURNING o.order_id
 ), added AS (

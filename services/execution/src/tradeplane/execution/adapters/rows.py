@@ -106,6 +106,9 @@ def order_row(order: Order) -> dict[str, Any]:
     }
 
 
+# What an update of an order writes. ``fill_count`` is not among them: only the fill path
+# changes it, by the number of fills it applied (SqlTx.update_filled_orders) - an order read
+# for an update does not carry the trade ids of its past fills.
 ORDER_MUTABLE = (
     "venue_order_id",
     "status",
@@ -113,7 +116,6 @@ ORDER_MUTABLE = (
     "filled_quote",
     "fees",
     "fee_currency",
-    "fill_count",
     "status_reason",
     "update_time_us",
 )
@@ -128,7 +130,6 @@ def order_mutable_row(order: Order) -> dict[str, Any]:
         "filled_quote": format_decimal(order.filled_quote),
         "fees": format_decimal(order.fees),
         "fee_currency": order.fee_currency,
-        "fill_count": len(order.fill_trade_ids),
         "status_reason": order.status_reason,
         "update_time_us": to_us(order.update_time),
     }

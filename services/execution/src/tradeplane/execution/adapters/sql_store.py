@@ -409,7 +409,7 @@ class SqlTx(PendingEvents):
         if not orders:
             return
         t = orm.orders
-        columns = [k for k in rows.ORDER_MUTABLE if k != "fill_count"]
+        columns = rows.ORDER_MUTABLE
         stmt = (
             update(t)
             .where(t.c.order_id == bindparam("b_order_id"))
