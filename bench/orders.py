@@ -1,8 +1,9 @@
 """SubmitOrder -> ack on the paper venue: N orders from C concurrent gRPC clients.
 
-The market and execution services run in this process (real gRPC on loopback, uvloop as the
-services use it), execution on a throwaway Postgres database (or SQLite with --sqlite); the
-clients run in a separate process, as real callers do. Two phases on the same service:
+The execution service runs in this process (real gRPC on loopback, uvloop as the services use
+it) on a throwaway Postgres database (or SQLite with --sqlite); the market service (simulated
+feed) and the clients each run in a process of their own, as deployed and as real callers do.
+Two phases on the same service, each with client order ids of its own:
 
 - closed loop: each client sends its next order as soon as the last one is answered - the
   most the service does (orders/s); its latency is queueing at that load (10 / throughput);
@@ -10,10 +11,11 @@ clients run in a separate process, as real callers do. Two phases on the same se
   start + (k*C + c)/R, latency counted from that scheduled time (a stall counts for every
   order it delayed) - the latency at a given load.
 
-Each prints orders/s, p50/p99/max latency, the CPU the service process spent per order
-(market service included) and the CPU of the client process per order: the machine is
-shared and its speed drifts by +-30% within minutes, and the clients' CPU per order (fixed
-work) shows how fast it was during the run.
+Each prints orders/s, p50/p99/max latency, the CPU per order of the execution service, of
+Postgres (its processes, from /proc) and of the clients, and how many of the machine's cores
+were busy on average: the machine is shared and its speed drifts by +-30% within minutes (the
+clients' CPU per order, fixed work, shows how fast it was during the run), and the figures
+show which part was the bottleneck.
 
     .venv/bin/python bench/orders.py [--orders 1000] [--clients 10] [--accounts 1]
         [--rate 500 ...] [--no-closed] [--postgres postgresql://...] [--sqlite]
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import glob
 import logging
 import multiprocessing
 import os
@@ -71,6 +74,28 @@ def _run(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return asyncio.run(main)
     return uvloop.run(main)
+
+
+def _machine_busy() -> tuple[float, float]:
+    """Busy CPU-seconds of the whole machine (Linux /proc/stat: all but idle and iowait) and
+    the time: between two readings, how many cores were busy on average."""
+    with open("/proc/stat") as stat:
+        ticks = [int(x) for x in stat.readline().split()[1:8]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK"), time.monotonic()
+
+
+def _postgres_cpu() -> float:
+    """CPU-seconds of the running Postgres processes (Linux /proc; 0 elsewhere): the
+    service's connections live through a phase, so a difference is the database's share."""
+    total = 0
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            with open(stat) as f:
+                fields = f.read().rsplit(")", 1)
+            if fields[0].endswith("(postgres"):
+                parts = fields[1].split()
+                total += int(parts[11]) + int(parts[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def clients_process(
@@ -131,6 +156,34 @@ async def _clients(
         return latencies, time.perf_counter() - began
 
 
+COMMON = {"grpc_host": "127.0.0.1", "grpc_port": 0, "metrics_port": -1}
+
+
+def market_process(directory: str, port: Any, stop: Any) -> None:
+    """The market service in a process of its own, as deployed: its simulated feed and its
+    streams do not share the execution service's event loop."""
+    logging.disable(logging.INFO)
+
+    async def serve() -> None:
+        market = build_market(
+            MarketSettings(
+                database_url=f"sqlite:///{directory}/market.db",
+                auth_mode="disabled",
+                market_backfill_days=0,
+                market_tick_rate=5,
+                **COMMON,  # type: ignore[arg-type]
+            )
+        )
+        await market.server.start()
+        port.put(market.server.grpc_port)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+        finally:
+            await market.server.stop()
+
+    _run(serve())
+
+
 async def run(
     database_url: str,
     orders: int,
@@ -139,24 +192,33 @@ async def run(
     directory: str,
     rates: list[float | None],
 ) -> None:
-    common = {"grpc_host": "127.0.0.1", "grpc_port": 0, "metrics_port": -1}
-    market = build_market(
-        MarketSettings(
-            database_url=f"sqlite:///{directory}/market.db",
-            auth_mode="disabled",
-            market_backfill_days=0,
-            market_tick_rate=5,
-            **common,  # type: ignore[arg-type]
-        )
-    )
-    await market.server.start()
+    context = multiprocessing.get_context("spawn")
+    port, stop = context.Queue(), context.Event()
+    market = context.Process(target=market_process, args=(directory, port, stop), daemon=True)
+    market.start()
+    try:
+        market_port = await asyncio.get_running_loop().run_in_executor(None, port.get, True, 60)
+        await _run_execution(database_url, orders, clients, accounts, rates, market_port)
+    finally:
+        stop.set()
+        market.join(10)
+
+
+async def _run_execution(
+    database_url: str,
+    orders: int,
+    clients: int,
+    accounts: int,
+    rates: list[float | None],
+    market_port: int,
+) -> None:
     execution = build(
         ExecutionSettings(
             database_url=database_url,
             auth_mode="disabled",
-            market_addr=f"127.0.0.1:{market.server.grpc_port}",
+            market_addr=f"127.0.0.1:{market_port}",
             log_level="WARNING",
-            **common,  # type: ignore[arg-type]
+            **COMMON,  # type: ignore[arg-type]
         )
     )
     await execution.server.start()
@@ -173,9 +235,10 @@ async def run(
         with ProcessPoolExecutor(1, mp_context=context) as pool:
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(pool, os.getpid)  # the client process is up and ready
-            for rate in rates:
-                tag = "closed" if rate is None else f"paced{rate:g}"
-                cpu = time.process_time()
+            for phase, rate in enumerate(rates):
+                # Each phase its own client order ids (a repeated id is an idempotent retry).
+                tag = f"{phase}-closed" if rate is None else f"{phase}-paced{rate:g}"
+                cpu, pg, busy = time.process_time(), _postgres_cpu(), _machine_busy()
                 latencies, elapsed, client_cpu = await loop.run_in_executor(
                     pool,
                     clients_process,
@@ -188,21 +251,23 @@ async def run(
                     tag,
                 )
                 cpu = time.process_time() - cpu  # includes the clients' warm-up (20 orders)
+                pg = _postgres_cpu() - pg
+                now = _machine_busy()
+                cores = (now[0] - busy[0]) / (now[1] - busy[1])
                 ms = np.array(latencies) * 1000
-                load = " ".join(f"{x:.2f}" for x in os.getloadavg())
                 mode = "closed loop" if rate is None else f"paced at {rate:g} orders/s"
                 print(
                     f"{mode}: {orders} orders, {clients} clients, {accounts} account(s), "
                     f"{execution.engine.dialect.name}: "
                     f"{orders / elapsed:.0f} orders/s, p50 {np.percentile(ms, 50):.1f} ms, "
-                    f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms; service "
-                    f"process {cpu / orders * 1000:.2f} ms CPU per order (clients "
-                    f"{client_cpu / orders * 1000:.2f}); load average {load}",
+                    f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms; CPU per order: "
+                    f"service {cpu / orders * 1000:.2f} ms, Postgres {pg / orders * 1000:.2f}, "
+                    f"clients {client_cpu / orders * 1000:.2f}; machine busy "
+                    f"{cores:.2f} of {os.cpu_count()} cores",
                     flush=True,
                 )
     finally:
         await execution.server.stop()
-        await market.server.stop()
 
 
 def main() -> None:
