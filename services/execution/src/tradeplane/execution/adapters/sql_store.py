@@ -41,6 +41,7 @@ from tradeplane.execution.adapters import orm, rows
 from tradeplane.execution.adapters.pending_events import PendingEvents
 from tradeplane.execution.adapters.pg_writer import (
     GROUP_COMMIT_STATEMENTS,
+    KEYED_PLANS,
     BatchInputs,
     PgLink,
     PgTx,
@@ -606,7 +607,7 @@ class SqlStore:
         # of intents and its risk reads (the account locks are the intents' alone).
         self._writers = (
             {
-                lane: PgLink(engine.url, application_name, GROUP_COMMIT_STATEMENTS)
+                lane: PgLink(engine.url, application_name, GROUP_COMMIT_STATEMENTS, KEYED_PLANS)
                 for lane in WriteLane
             }
             if postgres
