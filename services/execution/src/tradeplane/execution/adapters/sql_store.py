@@ -614,7 +614,9 @@ class SqlStore:
             else None
         )
         self._sequencer: OutboxSequencer | None = (
-            OutboxSequencer(engine, PgLink(engine.url, application_name, [P_MOVE_READY]), signal)
+            OutboxSequencer(
+                engine, PgLink(engine.url, application_name, [P_MOVE_READY], KEYED_PLANS), signal
+            )
             if postgres
             else None
         )
@@ -1204,11 +1206,11 @@ MOVE_READY = """
 WITH lock AS (
     SELECT pg_try_advisory_xact_lock(%(lock)s) AS locked
 ), ready AS (
-    DELETE FROM pending_events WHERE id IN (
+    DELETE FROM pending_events WHERE id = ANY(ARRAY(
         SELECT id FROM pending_events
         WHERE (SELECT locked FROM lock)
           AND txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
-        ORDER BY id LIMIT %(batch)s)
+        ORDER BY id LIMIT %(batch)s))
     RETURNING id, time_us, account_id, event_type, payload
 ), counted AS (
     SELECT count(*) AS n FROM ready
@@ -1227,7 +1229,9 @@ SELECT (SELECT locked FROM lock) AS locked,
        (SELECT n FROM counted) AS n,
        (SELECT last_seq FROM counter) AS last_seq,
        ARRAY(SELECT DISTINCT event_type FROM numbered) AS types,
-       EXISTS (SELECT 1 FROM pending_events p
-               WHERE NOT EXISTS (SELECT 1 FROM ready r WHERE r.id = p.id)) AS rows_left
+       -- Every CTE sees the rows as before the DELETE, so rows are left iff more than the
+       -- numbered ones are visible; counting at most batch + 1 keeps this O(batch).
+       (SELECT count(*) FROM (SELECT 1 FROM pending_events LIMIT %(batch)s + 1) AS p)
+         > (SELECT n FROM counted) AS rows_left
 """
 P_MOVE_READY = Prepared("tp_move_ready", MOVE_READY, (("lock", "bigint"), ("batch", "integer")))

@@ -1,0 +1,143 @@
+"""The Postgres hot path's plumbing (``adapters/pg_writer.py``) on a real server.
+
+``results``: one query of several statements on libpq directly - the rows of each statement
+that returns rows, values loaded by the connection's adapters, and a failing statement raised
+as psycopg's exception for its SQLSTATE with the connection left usable.
+
+``KEYED_PLANS``: the group commit's and the sequencer's statements are planned once per
+connection; a plan made while the tables were empty (a new database) finds rows through
+indexes, so it stays right once they hold thousands of rows."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from tradeplane.execution.adapters.pg_writer import (
+    GROUP_COMMIT_STATEMENTS,
+    KEYED_PLANS,
+    P_ACK_UNCHANGED,
+    P_LOCK_ACCOUNTS,
+    P_LOCK_ORDERS,
+    P_RISK_INPUTS,
+    P_WRITE_BATCH,
+    PgLink,
+    bind,
+    results,
+)
+from tradeplane.execution.adapters.sql_store import P_MOVE_READY
+from tradeplane.execution.migrations import MIGRATIONS_DIR
+from tradeplane.runtime.db import run_migrations
+from tradeplane.testing.isolation import postgres_database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
+
+
+async def test_rows_of_each_statement_in_order_with_types(postgres_url: str) -> None:
+    with postgres_database(postgres_url) as url:
+        link = PgLink(make_url(url), "test")
+        try:
+            async with link.transaction() as conn:
+                found = await results(
+                    conn,
+                    [
+                        "BEGIN",
+                        "CREATE TEMP TABLE t (id int, note text)",
+                        "INSERT INTO t VALUES (1, 'a'), (2, NULL)",
+                        "SELECT id, note FROM t ORDER BY id",
+                        "SELECT json_build_object('x', 1.5) AS doc, ARRAY['p', 'q'] AS tags",
+                        "COMMIT",
+                    ],
+                )
+            assert [(r.id, r.note) for r in found[0]] == [(1, "a"), (2, None)]
+            (row,) = found[1]
+            assert row.doc == {"x": 1.5} and row.tags == ["p", "q"]
+            assert len(found) == 2
+        finally:
+            await link.close()
+
+
+async def test_a_failing_statement_raises_its_error_and_skips_the_rest(
+    postgres_url: str,
+) -> None:
+    with postgres_database(postgres_url) as url:
+        link = PgLink(make_url(url), "test")
+        try:
+            async with link.transaction() as conn:
+                await results(conn, ["CREATE TABLE u (id int PRIMARY KEY)"])
+            with pytest.raises(psycopg.errors.UniqueViolation, match="duplicate key"):
+                async with link.transaction() as conn:
+                    await results(
+                        conn,
+                        [
+                            "BEGIN",
+                            "INSERT INTO u VALUES (1)",
+                            "INSERT INTO u VALUES (1)",
+                            "INSERT INTO u VALUES (2)",
+                        ],
+                    )
+            # The transaction was rolled back (nothing of it stays) and the link still works.
+            async with link.transaction() as conn:
+                (rows,) = await results(conn, ["SELECT count(*) AS n FROM u"])
+            assert rows[0].n == 0
+        finally:
+            await link.close()
+
+
+PARAMS = {
+    P_LOCK_ORDERS: {"ids": ["o-1"]},
+    P_LOCK_ACCOUNTS: {"ids": ["a"]},
+    P_RISK_INPUTS: {
+        "accounts": ["a"],
+        "client_ids": ["c-1"],
+        "ids": ["a"],
+        "scopes": ["", "a"],
+        "products": ["BTC-USD"],
+    },
+    P_WRITE_BATCH: {"new": "[]", "changed": '[{"order_id": "o-1"}]', "events": "[]"},
+    P_ACK_UNCHANGED: {"changed": '[{"order_id": "o-1"}]', "expected": "[]", "events": "[]"},
+    P_MOVE_READY: {"lock": 1, "batch": 2000},
+}
+# What a plan must never do: read a whole table (a sequential scan, or a hash or merge join
+# fed by one) - a generic plan made on empty tables could otherwise do it for ever.
+WHOLE_TABLE = ("Seq Scan on orders", "Seq Scan on pending_events", "Hash Join", "Merge Join")
+ORDERS = """
+INSERT INTO orders (order_id, account_id, client_order_id, fingerprint, venue, venue_order_id,
+    product_id, side, type, time_in_force, base_size, post_only, status, filled_size,
+    filled_quote, fees, fee_currency, fill_count, status_reason, parent_order_id,
+    strategy_instance_id, decision_id, external, create_time_us, update_time_us)
+SELECT 'o-' || n, 'a', 'c-' || n, 'f', 'PAPER', 'v-' || n, 'BTC-USD', 'BUY', 'LIMIT', 'GTC',
+    '1', false, 'OPEN', '0', '0', '0', 'USD', 0, '', '', '', '', false, n, n
+FROM generate_series(1, 20000) AS n
+"""
+
+
+async def plans(link: PgLink) -> dict[str, str]:
+    out = {}
+    async with link.transaction() as conn:
+        for statement, params in PARAMS.items():
+            explain = bind(conn, f"EXPLAIN {statement.execute}", params)
+            (rows,) = await results(conn, ["BEGIN", explain, "ROLLBACK"])
+            out[statement.name] = "\n".join(r[0] for r in rows)
+    return out
+
+
+async def test_plans_made_on_empty_tables_use_indexes_as_they_grow(postgres_url: str) -> None:
+    with postgres_database(postgres_url) as url:
+        run_migrations(url, MIGRATIONS_DIR)
+        link = PgLink(make_url(url), "test", [*GROUP_COMMIT_STATEMENTS, P_MOVE_READY], KEYED_PLANS)
+        try:
+            empty = await plans(link)  # planned now, on empty tables, and kept
+            async with link.transaction() as conn:
+                await results(conn, [ORDERS])
+            grown = await plans(link)
+            async with link.transaction() as conn:
+                (mode,) = await results(conn, ["SHOW plan_cache_mode"])
+            assert mode[0][0] == "force_generic_plan"  # the empty tables' plans were kept
+            for name, plan in [*empty.items(), *grown.items()]:
+                for whole in WHOLE_TABLE:
+                    assert whole not in plan, f"{name}: {whole}\n{plan}"
+            assert "Index Scan using pk_orders" in grown["tp_ack_unchanged"]
+        finally:
+            await link.close()
