@@ -25,6 +25,7 @@ from tradeplane.execution.adapters.pg_writer import (
     PgLink,
     bind,
     results,
+    risk_read,
 )
 from tradeplane.execution.adapters.sql_store import P_MOVE_READY
 from tradeplane.execution.migrations import MIGRATIONS_DIR
@@ -90,7 +91,7 @@ PARAMS = {
     P_LOCK_ACCOUNTS: {"ids": ["a"]},
     P_RISK_INPUTS: {
         "accounts": ["a"],
-        "client_ids": ["c-1"],
+        "client_ids": ["c-20000"],
         "ids": ["a"],
         "scopes": ["", "a"],
         "products": ["BTC-USD"],
@@ -118,7 +119,8 @@ async def plans(link: PgLink) -> dict[str, str]:
     async with link.transaction() as conn:
         for statement, params in PARAMS.items():
             explain = bind(conn, f"EXPLAIN {statement.execute}", params)
-            (rows,) = await results(conn, ["BEGIN", explain, "ROLLBACK"])
+            read = risk_read(explain) if statement is P_RISK_INPUTS else [explain]
+            (rows,) = await results(conn, ["BEGIN", *read, "ROLLBACK"])
             out[statement.name] = "\n".join(r[0] for r in rows)
     return out
 
@@ -139,5 +141,7 @@ async def test_plans_made_on_empty_tables_use_indexes_as_they_grow(postgres_url:
                 for whole in WHOLE_TABLE:
                     assert whole not in plan, f"{name}: {whole}\n{plan}"
             assert "Index Scan using pk_orders" in grown["tp_ack_unchanged"]
+            # A client order id is found by its unique index, not by walking the account's orders.
+            assert "uq_orders_account_client_order_id" in grown["tp_risk_inputs"]
         finally:
             await link.close()

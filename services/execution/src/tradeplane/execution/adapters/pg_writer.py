@@ -259,6 +259,18 @@ KEYED_PLANS = (
 )
 
 
+def risk_read(bound: str) -> list[str]:
+    """The risk inputs' EXECUTE (bound), planned per call: two indexes lead with the account
+    (the client order id's unique one, and the one by time), and a plan made on an empty
+    table may pick either - the wrong one walks the account's orders. In a transaction
+    (``SET LOCAL``); the statements after it are planned once again."""
+    return [
+        "SET LOCAL plan_cache_mode = force_custom_plan",
+        bound,
+        "SET LOCAL plan_cache_mode = force_generic_plan",
+    ]
+
+
 class _Row:
     """A JSON object read as a row (attribute access, as rows.* expects)."""
 
@@ -503,7 +515,7 @@ class PgTx(PendingEvents):
             statements.append(self._bind(P_LOCK_ORDERS.execute, {"ids": sorted(order_ids)}))
         if ids:
             statements.append(self._bind(P_LOCK_ACCOUNTS.execute, {"ids": ids}))
-            statements.append(
+            statements += risk_read(
                 self._bind(
                     P_RISK_INPUTS.execute,
                     {
