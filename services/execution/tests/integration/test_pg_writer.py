@@ -18,14 +18,15 @@ from tradeplane.execution.adapters.pg_writer import (
     GROUP_COMMIT_STATEMENTS,
     KEYED_PLANS,
     P_ACK_UNCHANGED,
+    P_KNOWN_ORDERS,
     P_LOCK_ACCOUNTS,
     P_LOCK_ORDERS,
     P_RISK_INPUTS,
     P_WRITE_BATCH,
     PgLink,
     bind,
+    planned_per_call,
     results,
-    risk_read,
 )
 from tradeplane.execution.adapters.sql_store import P_MOVE_READY
 from tradeplane.execution.migrations import MIGRATIONS_DIR
@@ -89,13 +90,8 @@ async def test_a_failing_statement_raises_its_error_and_skips_the_rest(
 PARAMS = {
     P_LOCK_ORDERS: {"ids": ["o-1"]},
     P_LOCK_ACCOUNTS: {"ids": ["a"]},
-    P_RISK_INPUTS: {
-        "accounts": ["a"],
-        "client_ids": ["c-20000"],
-        "ids": ["a"],
-        "scopes": ["", "a"],
-        "products": ["BTC-USD"],
-    },
+    P_KNOWN_ORDERS: {"accounts": ["a"], "client_ids": ["c-20000"]},
+    P_RISK_INPUTS: {"ids": ["a"], "scopes": ["", "a"], "products": ["BTC-USD"]},
     P_WRITE_BATCH: {"new": "[]", "changed": '[{"order_id": "o-1"}]', "events": "[]"},
     P_ACK_UNCHANGED: {"changed": '[{"order_id": "o-1"}]', "expected": "[]", "events": "[]"},
     P_MOVE_READY: {"lock": 1, "batch": 2000},
@@ -119,7 +115,7 @@ async def plans(link: PgLink) -> dict[str, str]:
     async with link.transaction() as conn:
         for statement, params in PARAMS.items():
             explain = bind(conn, f"EXPLAIN {statement.execute}", params)
-            read = risk_read(explain) if statement is P_RISK_INPUTS else [explain]
+            read = planned_per_call(explain) if statement is P_KNOWN_ORDERS else [explain]
             (rows,) = await results(conn, ["BEGIN", *read, "ROLLBACK"])
             out[statement.name] = "\n".join(r[0] for r in rows)
     return out
@@ -142,6 +138,6 @@ async def test_plans_made_on_empty_tables_use_indexes_as_they_grow(postgres_url:
                     assert whole not in plan, f"{name}: {whole}\n{plan}"
             assert "Index Scan using pk_orders" in grown["tp_ack_unchanged"]
             # A client order id is found by its unique index, not by walking the account's orders.
-            assert "uq_orders_account_client_order_id" in grown["tp_risk_inputs"]
+            assert "uq_orders_account_client_order_id" in grown["tp_known_orders"]
         finally:
             await link.close()

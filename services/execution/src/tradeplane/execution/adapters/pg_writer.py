@@ -107,16 +107,18 @@ LOCK_ORDERS = "SELECT * FROM orders WHERE order_id = ANY(%(ids)s) ORDER BY order
 LOCK_ACCOUNTS = (
     "SELECT * FROM accounts WHERE account_id = ANY(%(ids)s) ORDER BY account_id FOR UPDATE"
 )
-# The risk inputs of the locked accounts in one statement (JSON, decoded by orjson): the
-# orders already using the batch's client order ids, the limits, the trading states (global
-# and each account), the positions, and the remaining base size of the working orders per
-# (account, product, side), summed exactly (NUMERIC) from the deltas the orders trigger keeps
-# (migration 0007) - not from the orders, which cost O(working orders) per batch.
+# The orders already using the batch's client order ids (JSON, decoded by orjson).
+KNOWN_ORDERS = """
+SELECT coalesce(json_agg(o), '[]') AS known FROM orders o
+  JOIN unnest(%(accounts)s::text[], %(client_ids)s::text[]) AS k(a, c)
+    ON o.account_id = k.a AND o.client_order_id = k.c
+"""
+# The risk inputs of the locked accounts in one statement (JSON): the limits, the trading
+# states (global and each account), the positions, and the remaining base size of the working
+# orders per (account, product, side), summed exactly (NUMERIC) from the deltas the orders
+# trigger keeps (migration 0007) - not from the orders, which cost O(working orders) per batch.
 RISK_INPUTS = """
 SELECT
-  (SELECT coalesce(json_agg(o), '[]') FROM orders o
-     JOIN unnest(%(accounts)s::text[], %(client_ids)s::text[]) AS k(a, c)
-       ON o.account_id = k.a AND o.client_order_id = k.c) AS known,
   (SELECT coalesce(json_agg(json_build_array(account_id, limits)), '[]')
      FROM risk_limits WHERE account_id = ANY(%(ids)s)) AS limits,
   (SELECT coalesce(json_agg(json_build_array(scope_id, state)), '[]')
@@ -210,16 +212,13 @@ class Prepared:
 
 P_LOCK_ORDERS = Prepared("tp_lock_orders", LOCK_ORDERS, (("ids", "text[]"),))
 P_LOCK_ACCOUNTS = Prepared("tp_lock_accounts", LOCK_ACCOUNTS, (("ids", "text[]"),))
+P_KNOWN_ORDERS = Prepared(
+    "tp_known_orders", KNOWN_ORDERS, (("accounts", "text[]"), ("client_ids", "text[]"))
+)
 P_RISK_INPUTS = Prepared(
     "tp_risk_inputs",
     RISK_INPUTS,
-    (
-        ("accounts", "text[]"),
-        ("client_ids", "text[]"),
-        ("ids", "text[]"),
-        ("scopes", "text[]"),
-        ("products", "text[]"),
-    ),
+    (("ids", "text[]"), ("scopes", "text[]"), ("products", "text[]")),
 )
 P_WRITE_BATCH = Prepared(
     "tp_write_batch",
@@ -242,6 +241,7 @@ P_ACK_UNCHANGED = Prepared(
 GROUP_COMMIT_STATEMENTS = (
     P_LOCK_ORDERS,
     P_LOCK_ACCOUNTS,
+    P_KNOWN_ORDERS,
     P_RISK_INPUTS,
     P_WRITE_BATCH,
     P_ACK_UNCHANGED,
@@ -259,11 +259,12 @@ KEYED_PLANS = (
 )
 
 
-def risk_read(bound: str) -> list[str]:
-    """The risk inputs' EXECUTE (bound), planned per call: two indexes lead with the account
-    (the client order id's unique one, and the one by time), and a plan made on an empty
-    table may pick either - the wrong one walks the account's orders. In a transaction
-    (``SET LOCAL``); the statements after it are planned once again."""
+def planned_per_call(bound: str) -> list[str]:
+    """A bound EXECUTE planned for its own parameters, in a transaction (``SET LOCAL``); the
+    statements after it are planned once again. For KNOWN_ORDERS: two indexes of ``orders``
+    lead with the account (the client order id's unique one, and the one by time), and a
+    plan made on an empty table may pick either - the wrong one walks the account's orders
+    until an ANALYZE. Planning this small join costs ~0.1 ms."""
     return [
         "SET LOCAL plan_cache_mode = force_custom_plan",
         bound,
@@ -515,12 +516,16 @@ class PgTx(PendingEvents):
             statements.append(self._bind(P_LOCK_ORDERS.execute, {"ids": sorted(order_ids)}))
         if ids:
             statements.append(self._bind(P_LOCK_ACCOUNTS.execute, {"ids": ids}))
-            statements += risk_read(
+            statements += planned_per_call(
+                self._bind(
+                    P_KNOWN_ORDERS.execute,
+                    {"accounts": [a for a, _ in keys], "client_ids": [c for _, c in keys]},
+                )
+            )
+            statements.append(
                 self._bind(
                     P_RISK_INPUTS.execute,
                     {
-                        "accounts": [a for a, _ in keys],
-                        "client_ids": [c for _, c in keys],
                         "ids": ids,
                         "scopes": [GLOBAL, *ids],
                         "products": sorted({p for _, p in pairs}),
@@ -534,10 +539,10 @@ class PgTx(PendingEvents):
         if not ids:
             return out
         out.accounts = {r.account_id: rows.row_account(r) for r in found[0]}
-        r = found[1][0]
-        for o in r.known:
+        for o in found[1][0].known:
             order = rows.row_order(_Row(o))
             out.known[(order.spec.account_id, order.spec.client_order_id)] = order
+        r = found[2][0]
         out.limits = {a: RiskLimits(a) for a in ids}
         for account_id, limits in r.limits:
             out.limits[account_id] = rows.json_limits(account_id, limits)
