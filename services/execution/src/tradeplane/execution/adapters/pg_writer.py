@@ -268,7 +268,7 @@ def planned_per_call(bound: str) -> list[str]:
     return [
         "SET LOCAL plan_cache_mode = force_custom_plan",
         bound,
-        "SET LOCAL plan_cache_mode = force_generic_plan",
+        "SET LOCAL plan_cache_mode TO DEFAULT",  # the session's: KEYED_PLANS
     ]
 
 
