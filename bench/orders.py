@@ -25,16 +25,16 @@ share their intent transactions (group commit), venue acks theirs; on Postgres e
 a psycopg connection of its own, one query (several statements) per round trip
 (adapters/pg_writer.py), and an ack of an unchanged order is one statement.
 
-Measured on the 2-vCPU machine (2026-11-29, defaults, 1,000 orders, 11 runs within 15 minutes,
-load 0.5-1.7, clients 0.23-0.29 ms CPU per order): closed loop 728-920 orders/s, p50
-10.5-13.0 ms, p99 17.9-33.0 ms (under 20 ms in 3 of 11 runs, median ~22 ms), 1.06-1.31 ms
-service CPU per order; paced at 500/s (after the closed phase's 1,000 resting orders):
-496-498 orders/s, p50 9.9-16.5 ms, p99 21.8-56.7 ms. In slower phases of the same machine
-(clients 0.30-0.38 ms per order) the closed loop gave 538-736 orders/s, p99 23-38 ms. So
->= 500 orders/s holds and p99 < 20 ms does not yet, reliably. At the start of the day (before
-the simple-query path, prepared statements, the ack lane, open-size deltas, lean indexes,
-unrecorded spans, cheaper mapping, the paper tick index): 456-634 orders/s, p99 22-37 ms,
-1.5-2.0 ms CPU per order; before the psycopg path: 95-160 orders/s, p99 81-255 ms."""
+Measured on the 2-vCPU machine (2026-11-29, session 5, defaults, 6 runs, clients 0.24-0.29 ms
+CPU per order): closed loop 714-829 orders/s, p50 11.4-13.2 ms, p99 22.3-29.3 ms, CPU per order
+1.04-1.25 ms (service) + 0.76-0.90 ms (Postgres), 1.2-1.6 of 2 cores busy; paced at 500/s:
+p50 6.9-10.7 ms, p99 20.4-39.2 ms. In faster phases of the machine (the A/B runs of this
+session's intermediate versions) the closed loop gave 840-943 orders/s, p99 19.3-23.4 ms.
+So >= 500 orders/s holds and p99 < 20 ms does not yet, reliably: the service's one event loop
+is the bottleneck (about one core at ~1.1 ms per order; the machine is not saturated). History: before the libpq query path and once-planned
+statements, paced p50 was 14-26 ms and each ack statement took 1.6-1.8 ms of Postgres time
+(now ~0.8); at the start of session 4: 456-634 orders/s, p99 22-37 ms; before the psycopg
+path: 95-160 orders/s, p99 81-255 ms."""
 
 from __future__ import annotations
 
