@@ -27,14 +27,14 @@ a psycopg connection of its own, one query (several statements) per round trip
 
 Measured on the 2-vCPU machine (2026-11-29, session 5, defaults, 6 runs, clients 0.24-0.29 ms
 CPU per order): closed loop 714-829 orders/s, p50 11.4-13.2 ms, p99 22.3-29.3 ms, CPU per order
-1.04-1.25 ms (service) + 0.76-0.90 ms (Postgres), 1.2-1.6 of 2 cores busy; paced at 500/s:
-p50 6.9-10.7 ms, p99 20.4-39.2 ms. In faster phases of the machine (the A/B runs of this
-session's intermediate versions) the closed loop gave 840-943 orders/s, p99 19.3-23.4 ms.
-So >= 500 orders/s holds and p99 < 20 ms does not yet, reliably: the service's one event loop
-is the bottleneck (about one core at ~1.1 ms per order; the machine is not saturated). History: before the libpq query path and once-planned
-statements, paced p50 was 14-26 ms and each ack statement took 1.6-1.8 ms of Postgres time
-(now ~0.8); at the start of session 4: 456-634 orders/s, p99 22-37 ms; before the psycopg
-path: 95-160 orders/s, p99 81-255 ms."""
+1.04-1.25 ms (service) + 0.76-0.90 ms (Postgres), 1.2-1.6 of 2 cores busy; paced at 500/s: p50
+6.9-10.7 ms, p99 20.4-39.2 ms. In faster phases of the machine (the A/B runs of this session's
+intermediate versions) the closed loop gave 840-943 orders/s, p99 19.3-23.4 ms. So >= 500
+orders/s holds and p99 < 20 ms does not yet, reliably: the service's one event loop is the
+bottleneck (about one core at ~1.1 ms per order; the machine is not saturated). History: before
+the libpq query path and once-planned statements, paced p50 was 14-26 ms and each ack statement
+took 1.6-1.8 ms of Postgres time (now ~0.8); at the start of session 4: 456-634 orders/s, p99
+22-37 ms; before the psycopg path: 95-160 orders/s, p99 81-255 ms."""
 
 from __future__ import annotations
 
