@@ -253,9 +253,12 @@ GROUP_COMMIT_STATEMENTS = (
 # are held to index lookups and nested loops: a plan made while a table was small (a new
 # database) stays right as it grows - no sequential scan or hash of a whole table. A new
 # ANALYZE (autovacuum) invalidates the plans and they are made again with its statistics.
+# No JIT: a plan that must still scan a whole table (the sequencer's fold of the open-size
+# deltas) carries the disabled scan's huge cost estimate, and JIT-compiling it took 90-360 ms
+# of the database's CPU each time (order latency rose for the next ~200 orders).
 KEYED_PLANS = (
     "-c plan_cache_mode=force_generic_plan -c enable_seqscan=off"
-    " -c enable_hashjoin=off -c enable_mergejoin=off"
+    " -c enable_hashjoin=off -c enable_mergejoin=off -c jit=off"
 )
 
 
