@@ -25,16 +25,17 @@ share their intent transactions (group commit), venue acks theirs; on Postgres e
 a psycopg connection of its own, one query (several statements) per round trip
 (adapters/pg_writer.py), and an ack of an unchanged order is one statement.
 
-Measured on the 2-vCPU machine (2026-11-29, session 5, defaults, 6 runs, clients 0.24-0.29 ms
-CPU per order): closed loop 714-829 orders/s, p50 11.4-13.2 ms, p99 22.3-29.3 ms, CPU per order
-1.04-1.25 ms (service) + 0.76-0.90 ms (Postgres), 1.2-1.6 of 2 cores busy; paced at 500/s: p50
-6.9-10.7 ms, p99 20.4-39.2 ms. In faster phases of the machine (the A/B runs of this session's
-intermediate versions) the closed loop gave 840-943 orders/s, p99 19.3-23.4 ms. So >= 500
-orders/s holds and p99 < 20 ms does not yet, reliably: the service's one event loop is the
-bottleneck (about one core at ~1.1 ms per order; the machine is not saturated). History: before
-the libpq query path and once-planned statements, paced p50 was 14-26 ms and each ack statement
-took 1.6-1.8 ms of Postgres time (now ~0.8); at the start of session 4: 456-634 orders/s, p99
-22-37 ms; before the psycopg path: 95-160 orders/s, p99 81-255 ms."""
+Measured on the 2-vCPU machine (2026-11-29, session 5, final code, defaults, 5 runs, clients
+0.21-0.30 ms CPU per order): closed loop 725-985 orders/s, p50 9.9-13.4 ms, p99 16.7-22.5 ms
+(under 20 ms in 3 of 5: the 3 runs in the machine's faster phases, clients <= 0.24 ms), CPU per
+order 0.93-1.24 ms (service) + 0.51-0.79 ms (Postgres), 1.5-1.6 of 2 cores busy; paced at
+500/s: p50 5.1-7.3 ms, p99 12.4-21.3 ms (under 20 ms in 4 of 5). So >= 500 orders/s holds and
+p99 < 20 ms holds except in the machine's slower phases: the closed loop's latency is the queue
+of the service's one event loop (about one core at ~1.0-1.2 ms per order). History: before the
+libpq query path, once-planned statements and JIT off, paced p50 was 14-26 ms and p99 30-85 ms,
+an ack statement took 1.6-1.8 ms of Postgres time (now ~0.8), and the fold of the open-size
+deltas 90-360 ms; at the start of session 4: 456-634 orders/s, p99 22-37 ms; before the psycopg
+path: 95-160 orders/s, p99 81-255 ms."""
 
 from __future__ import annotations
 
