@@ -32,8 +32,8 @@ order 0.93-1.24 ms (service) + 0.51-0.79 ms (Postgres), 1.5-1.6 of 2 cores busy;
 500/s: p50 5.1-7.3 ms, p99 12.4-21.3 ms (under 20 ms in 4 of 5). So >= 500 orders/s holds and
 p99 < 20 ms holds except in the machine's slower phases: the closed loop's latency is the queue
 of the service's one event loop (about one core at ~1.0-1.2 ms per order). History: before the
-libpq query path, once-planned statements and JIT off, paced p50 was 14-26 ms and p99 30-85 ms,
-an ack statement took 1.6-1.8 ms of Postgres time (now ~0.8), and the fold of the open-size
+libpq query path, once-planned statements and JIT off, paced p50 was 14-26 ms and p99 30-111
+ms, an ack statement took 1.6-1.8 ms of Postgres time (now ~0.8), and the fold of the open-size
 deltas 90-360 ms; at the start of session 4: 456-634 orders/s, p99 22-37 ms; before the psycopg
 path: 95-160 orders/s, p99 81-255 ms."""
 
