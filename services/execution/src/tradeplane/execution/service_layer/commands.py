@@ -587,6 +587,7 @@ class ExecutionCommands:
             working = await tx.working_order_counts(account_ids)
             portfolios = {a: accounts[a].portfolio(positions[a]) for a in account_ids}
             saved: dict[tuple[str, str], Position] = {}
+            marked: set[str] = set()  # accounts whose other positions are marked already
             changed: dict[str, Order] = {}
             added: dict[str, int] = {}  # fills applied per order (its fill_count grows by so many)
             for fill in fills:
@@ -603,10 +604,14 @@ class ExecutionCommands:
                 if price is not None:
                     position = portfolio.mark(fill.product_id, price, now) or position
                 saved[(fill.account_id, fill.product_id)] = position
-                for p in list(portfolio.positions.values()):
-                    mark = self._market.last_price(p.product_id)
-                    if mark is not None and p.product_id != fill.product_id:
-                        portfolio.mark(p.product_id, mark, now)
+                if fill.account_id not in marked:
+                    # Once per account: the marks do not move within the batch, and each
+                    # position a later fill changes is marked with that fill.
+                    marked.add(fill.account_id)
+                    for p in list(portfolio.positions.values()):
+                        mark = self._market.last_price(p.product_id)
+                        if mark is not None and p.product_id != fill.product_id:
+                            portfolio.mark(p.product_id, mark, now)
                 snapshot = portfolio.revalue(
                     now,
                     self._rates(account.valuation_currency),
