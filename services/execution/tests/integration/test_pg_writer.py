@@ -4,6 +4,11 @@
 that returns rows, values loaded by the connection's adapters, and a failing statement raised
 as psycopg's exception for its SQLSTATE with the connection left usable.
 
+``literal`` / ``Prepared.bind``: hostile text (quotes, backslashes, braces, commas, the word
+NULL, newlines, non-ASCII) comes back from the server unchanged, as text and as array
+elements; NUL is refused as psycopg refuses it; and a bound EXECUTE means what psycopg's
+binding of the same statement means.
+
 ``KEYED_PLANS``: the group commit's and the sequencer's statements are planned once per
 connection; a plan made while the tables were empty (a new database) finds rows through
 indexes, so it stays right once they hold thousands of rows."""
@@ -25,6 +30,7 @@ from tradeplane.execution.adapters.pg_writer import (
     P_WRITE_BATCH,
     PgLink,
     bind,
+    literal,
     planned_per_call,
     results,
 )
@@ -34,6 +40,138 @@ from tradeplane.runtime.db import run_migrations
 from tradeplane.testing.isolation import postgres_database
 
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
+
+
+HOSTILE = [
+    "",
+    "plain",
+    "it's",
+    "''",
+    "\\",
+    "back\\slash' OR '1'='1",
+    "a\\'b",
+    '"quoted"',
+    "{brace},comma",
+    "NULL",
+    "null",
+    " spaced ",
+    "line\nbreak\ttab\r",
+    "$$dollar$$",
+    "E'\\x41'",
+    "\\x41",
+    "unicode: é ü 中文 🙂",
+    "--comment",
+    "); DROP TABLE orders; --",
+]
+
+
+async def test_literals_come_back_unchanged(postgres_url: str) -> None:
+    with postgres_database(postgres_url) as url:
+        link = PgLink(make_url(url), "test")
+        try:
+            async with link.transaction() as conn:
+                texts = [f"SELECT {literal(v)}::text AS v" for v in HOSTILE]
+                arrays = [
+                    f"SELECT {literal(HOSTILE)}::text[] AS v",
+                    f"SELECT {literal(['a', None, 'NULL'])}::text[] AS v",
+                    f"SELECT {literal([])}::text[] AS v",
+                    f"SELECT {literal(())}::text[] AS v",
+                    f"SELECT {literal(None)}::text AS v, {literal(True)}::bool AS t, "
+                    f"{literal(False)}::bool AS f, {literal(-42)}::bigint AS n",
+                ]
+                found = await results(conn, texts + arrays)
+            assert [rows[0].v for rows in found[: len(HOSTILE)]] == HOSTILE
+            whole, nulls, empty, empty_tuple, scalars = found[len(HOSTILE) :]
+            assert whole[0].v == HOSTILE
+            assert nulls[0].v == ["a", None, "NULL"]
+            assert empty[0].v == [] and empty_tuple[0].v == []
+            (row,) = scalars
+            assert (row.v, row.t, row.f, row.n) == (None, True, False, -42)
+        finally:
+            await link.close()
+
+
+async def test_a_database_without_standard_conforming_strings_is_refused(
+    postgres_url: str,
+) -> None:
+    """literal() quotes for standard_conforming_strings on; with it off a backslash would be
+    an escape, so the connection is refused with the fix named."""
+    with postgres_database(postgres_url) as url:
+        name = make_url(url).database
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+            await admin.execute(f'ALTER DATABASE "{name}" SET standard_conforming_strings = off')
+        link = PgLink(make_url(url), "test")
+        try:
+            with pytest.raises(RuntimeError, match="standard_conforming_strings = on"):
+                async with link.transaction():
+                    pass
+        finally:
+            await link.close()
+
+
+async def test_literal_refuses_nul_and_unknown_types() -> None:
+    with pytest.raises(psycopg.DataError, match="NUL"):
+        literal("a\x00b")
+    with pytest.raises(psycopg.DataError, match="NUL"):
+        literal(["ok", "a\x00b"])
+    with pytest.raises(TypeError, match="float"):
+        literal(1.5)
+    with pytest.raises(TypeError, match="int"):
+        literal(["a", 1])
+
+
+async def test_prepared_bind_means_what_psycopg_binding_means(postgres_url: str) -> None:
+    """Each group-commit read bound both ways, with accounts and trading states whose ids
+    are the hostile strings: the same rows (the hostile ids found, nothing else)."""
+    with postgres_database(postgres_url) as url:
+        run_migrations(url, MIGRATIONS_DIR)
+        link = PgLink(make_url(url), "test", GROUP_COMMIT_STATEMENTS)
+        ids = [v for v in HOSTILE if v]  # an account id is never empty
+        params = {
+            P_LOCK_ORDERS: {"ids": HOSTILE},
+            P_LOCK_ACCOUNTS: {"ids": ids},
+            P_KNOWN_ORDERS: {"accounts": ids, "client_ids": ids[::-1]},
+            P_RISK_INPUTS: {"ids": ids, "scopes": ids, "products": HOSTILE},
+        }
+        try:
+            async with link.transaction() as conn:
+                setup = ["BEGIN"]
+                for n, v in enumerate(ids):
+                    setup.append(
+                        bind(
+                            conn,
+                            "INSERT INTO accounts (account_id, venue, display_name, "
+                            "valuation_currency, cash, daily_pnl_amount, loss_streak_count, "
+                            "create_time_us) VALUES (%s, 'paper', %s, 'USD', '{}', '0', 0, %s)",
+                            (v, v, n),
+                        )
+                    )
+                    setup.append(
+                        bind(
+                            conn,
+                            "INSERT INTO trading_states VALUES (%s, 'HALTED', 'ACTIVE', %s, "
+                            "'test', 0, %s)",
+                            (v, v, n),
+                        )
+                    )
+                await results(conn, [*setup, "COMMIT"])
+                for statement, values in params.items():
+                    ours, theirs = await results(
+                        conn,
+                        [
+                            "BEGIN",
+                            statement.bind(values),
+                            bind(conn, statement.execute, values),
+                            "ROLLBACK",
+                        ],
+                    )
+                    assert ours == theirs, statement.name
+                    if statement is P_LOCK_ACCOUNTS:
+                        assert sorted(r.account_id for r in ours) == sorted(ids)
+                    if statement is P_RISK_INPUTS:
+                        assert sorted(s for s, _ in ours[0].states) == sorted(ids)
+        finally:
+            await link.close()
 
 
 async def test_rows_of_each_statement_in_order_with_types(postgres_url: str) -> None:

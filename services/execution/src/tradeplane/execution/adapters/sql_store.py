@@ -46,7 +46,6 @@ from tradeplane.execution.adapters.pg_writer import (
     PgLink,
     PgTx,
     Prepared,
-    bind,
     results,
 )
 from tradeplane.execution.adapters.rows import row_account
@@ -1165,7 +1164,7 @@ class OutboxSequencer:
         """Number one batch; returns how many events it numbered."""
         async with self._link.transaction() as conn:
             # One statement in autocommit mode: a transaction of its own, one round trip.
-            bound = bind(conn, P_MOVE_READY.execute, {"lock": self.LOCK_KEY, "batch": self.BATCH})
+            bound = P_MOVE_READY.bind({"lock": self.LOCK_KEY, "batch": self.BATCH})
             (r,) = (await results(conn, [bound]))[0]
         if not r.locked:
             self._rows_left = True  # another replica's sequencer is at work
