@@ -175,7 +175,9 @@ async def test_a_writer_connection_killed_by_the_database_answers_unavailable_th
     execution: RunningExecution,
 ) -> None:
     """Postgres: the group commit's own connection is terminated by the server (as on a
-    database restart): the submit that finds it broken gets UNAVAILABLE and changes nothing,
+    database restart). Killed while idle, it is seen closing (its socket stays watched) and
+    the next submit is served on a new connection. Killed in the middle of a batch (here
+    while it waits for an account lock), the submit gets UNAVAILABLE and changes nothing;
     the caller's retry (same client order id) is served on a new connection, once."""
     store = execution.app.store
     if store._writers is None:
@@ -187,18 +189,37 @@ async def test_a_writer_connection_killed_by_the_database_answers_unavailable_th
     assert writer._conn is not None
     pid = writer._conn.info.backend_pid
     async with store.engine.connect() as conn:
-        await conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
 
-        async def backends() -> int:
+        async def backend(pid: int) -> tuple[int, str]:
             # pg_stat_activity is a snapshot kept for the transaction: take a fresh one.
             await conn.exec_driver_sql("SELECT pg_stat_clear_snapshot()")
-            alive = f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"
-            return int((await conn.exec_driver_sql(alive)).scalar_one())
+            row = (
+                await conn.exec_driver_sql(
+                    "SELECT count(*), max(coalesce(wait_event_type, '')) "
+                    f"FROM pg_stat_activity WHERE pid = {pid}"
+                )
+            ).one()
+            return int(row[0]), str(row[1])
 
-        await eventually(backends, lambda n: n == 0, seconds=10)
-    request = limit("conn-1", common_pb2.SIDE_BUY, far)
+        await conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        await conn.commit()
+        await eventually(lambda: backend(pid), lambda b: b[0] == 0, seconds=10)
+        idle = limit("conn-idle", common_pb2.SIDE_BUY, far)
+        assert (await execution.stub.SubmitOrder(idle)).order.status == pb.ORDER_STATUS_OPEN
+        assert writer._conn.info.backend_pid != pid
+        pid = writer._conn.info.backend_pid
+
+        # Mid-batch: the account row locked elsewhere holds the batch inside its transaction.
+        await conn.exec_driver_sql(
+            "SELECT 1 FROM accounts WHERE account_id = 'paper-main' FOR UPDATE"
+        )
+        request = limit("conn-1", common_pb2.SIDE_BUY, far)
+        submit = asyncio.ensure_future(execution.stub.SubmitOrder(request))
+        await eventually(lambda: backend(pid), lambda b: b[1] == "Lock", seconds=10)
+        await conn.exec_driver_sql(f"SELECT pg_terminate_backend({pid})")
+        await conn.rollback()
     with pytest.raises(grpc.aio.AioRpcError) as failed:
-        await execution.stub.SubmitOrder(request)
+        await submit
     assert failed.value.code() == grpc.StatusCode.UNAVAILABLE
     listed = (await execution.stub.ListOrders(pb.ListOrdersRequest())).orders
     assert "conn-1" not in {o.client_order_id for o in listed}  # nothing was committed

@@ -15,6 +15,8 @@ indexes, so it stays right once they hold thousands of rows."""
 
 from __future__ import annotations
 
+import asyncio
+
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
@@ -194,6 +196,40 @@ async def test_rows_of_each_statement_in_order_with_types(postgres_url: str) -> 
             (row,) = found[1]
             assert row.doc == {"x": 1.5} and row.tags == ["p", "q"]
             assert len(found) == 2
+        finally:
+            await link.close()
+
+
+async def test_the_socket_watch_survives_psycopg_calls_and_a_closed_connection(
+    postgres_url: str,
+) -> None:
+    """The link's socket stays registered between round trips; a psycopg call on the
+    connection (which takes the socket over and unregisters it) does not leave the next
+    query waiting forever; a connection the server closes while idle stops being watched
+    (no busy loop on a readable dead socket) and, known to be broken, is replaced on its
+    next use."""
+    with postgres_database(postgres_url) as url:
+        link = PgLink(make_url(url), "test")
+        try:
+            async with link.transaction() as conn:
+                (first,) = await results(conn, ["SELECT pg_backend_pid() AS pid"])
+                await conn.execute("SELECT 1")  # psycopg's own wait on the socket
+                async with asyncio.timeout(5):
+                    (again,) = await results(conn, ["SELECT pg_backend_pid() AS pid"])
+            assert again[0].pid == first[0].pid
+            fileno = conn.pgconn.socket
+            async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+                await admin.execute("SELECT pg_terminate_backend(%s)", (first[0].pid,))
+            for _ in range(500):  # the server's goodbye reaches the idle socket
+                await asyncio.sleep(0.01)
+                if conn.broken:
+                    break
+            assert conn.broken
+            # (asyncio's loop, as in these tests: True if a reader was still registered.)
+            assert not asyncio.get_running_loop().remove_reader(fileno)
+            async with link.transaction() as conn:
+                (rows,) = await results(conn, ["SELECT pg_backend_pid() AS pid"])
+            assert rows[0].pid != first[0].pid
         finally:
             await link.close()
 
