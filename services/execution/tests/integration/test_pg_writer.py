@@ -16,6 +16,7 @@ indexes, so it stays right once they hold thousands of rows."""
 from __future__ import annotations
 
 import asyncio
+import enum
 
 import psycopg
 import pytest
@@ -109,6 +110,15 @@ async def test_a_database_without_standard_conforming_strings_is_refused(
                     pass
         finally:
             await link.close()
+
+
+async def test_literal_spells_an_int_subclass_as_its_number() -> None:
+    assert literal(Level.B) == "2" and literal(-7) == "-7"
+
+
+class Level(enum.IntEnum):
+    A = 1
+    B = 2
 
 
 async def test_literal_refuses_nul_and_unknown_types() -> None:

@@ -230,7 +230,7 @@ def literal(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(value)
+        return str(int(value))  # an int subclass (an enum) spells its number
     if isinstance(value, str):
         if "\x00" in value:
             # As psycopg: text cannot hold NUL (the statement would be cut there).
