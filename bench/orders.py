@@ -25,18 +25,19 @@ share their intent transactions (group commit), venue acks theirs; on Postgres e
 a psycopg connection of its own, one query (several statements) per round trip
 (adapters/pg_writer.py), and an ack of an unchanged order is one statement.
 
-Measured on the 2-vCPU machine (2026-11-29, session 6, final code, defaults, 5 consecutive
-runs, clients 0.22-0.25 ms CPU per order): closed loop 935-1,079 orders/s, p50 9.1-10.4 ms, p99
-13.7-18.3 ms, CPU per order 0.85-0.95 ms (service) + 0.51-0.58 ms (Postgres), 1.5-1.6 of 2 cores
-busy; paced at 500/s: p50 4.2-4.3 ms, p99 10.7-14.2 ms. In the machine's slower phases (clients
->= 0.28 ms per order) the closed loop ran 670-770 orders/s with p99 22-25 ms. So >= 500
-orders/s holds and p99 < 20 ms holds except in the machine's slower phases: the closed loop's
-latency is the queue of the service's one event loop (about one core at ~0.85-1.2 ms per
-order). Session 5 (same machine): closed 725-985 orders/s, p99 16.7-22.5 ms; paced p99
-12.4-21.3 ms. History: before the libpq query path, once-planned statements and JIT off,
-paced p50 was 14-26 ms and p99 30-111 ms, an ack statement took 1.6-1.8 ms of Postgres time
-(now ~0.8), and the fold of the open-size deltas 90-360 ms; at the start of session 4: 456-634
-orders/s, p99 22-37 ms; before the psycopg path: 95-160 orders/s, p99 81-255 ms."""
+Measured on the 2-vCPU machine (2026-11-29, session 6, final code, defaults, 10 runs in two
+sets, clients 0.21-0.28 ms CPU per order): closed loop 794-1,079 orders/s, p50 9.1-12.1 ms, p99
+13.7-20.3 ms (under 20 ms in 9 of 10), CPU per order 0.83-1.13 ms (service) + 0.51-0.70 ms
+(Postgres), 1.5-1.6 of 2 cores busy; paced at 500/s: p50 4.2-7.1 ms, p99 9.8-21.2 ms (under 20
+ms in 8 of 10). In the machine's slower phases (clients >= 0.28 ms per order) the closed loop
+ran 670-800 orders/s with p99 20-25 ms. So >= 500 orders/s holds and p99 < 20 ms holds except
+in the machine's slower phases: the closed loop's latency is the queue of the service's one
+event loop (about one core at ~0.85-1.2 ms per order). Session 5 (same machine): closed
+725-985 orders/s, p99 16.7-22.5 ms; paced p99 12.4-21.3 ms. History: before the libpq query
+path, once-planned statements and JIT off, paced p50 was 14-26 ms and p99 30-111 ms, an ack
+statement took 1.6-1.8 ms of Postgres time (now ~0.8), and the fold of the open-size deltas
+90-360 ms; at the start of session 4: 456-634 orders/s, p99 22-37 ms; before the psycopg path:
+95-160 orders/s, p99 81-255 ms."""
 
 from __future__ import annotations
 
