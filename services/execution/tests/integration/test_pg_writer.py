@@ -112,13 +112,13 @@ async def test_a_database_without_standard_conforming_strings_is_refused(
             await link.close()
 
 
-async def test_literal_spells_an_int_subclass_as_its_number() -> None:
-    assert literal(Level.B) == "2" and literal(-7) == "-7"
-
-
 class Level(enum.IntEnum):
     A = 1
     B = 2
+
+
+async def test_literal_spells_an_int_subclass_as_its_number() -> None:
+    assert literal(Level.B) == "2" and literal(-7) == "-7"
 
 
 async def test_literal_refuses_nul_and_unknown_types() -> None:
