@@ -25,82 +25,52 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import tempfile
 import time
-from decimal import Decimal
 
-from orders import COMMON, _run, market_process
+from orders import _run, execution_service, market_service
 
 from tradeplane.execution.entrypoints import mapping
-from tradeplane.execution.entrypoints.bootstrap import build
-from tradeplane.execution.entrypoints.settings import ExecutionSettings
 from tradeplane.testing.isolation import postgres_database
 from trading.common.v1 import common_pb2
 from trading.execution.v1 import execution_pb2 as pb
 
 
 async def run(url: str, directory: str, orders: int, concurrency: list[int]) -> None:
-    context = multiprocessing.get_context("spawn")
-    port, stop = context.Queue(), context.Event()
-    market = context.Process(target=market_process, args=(directory, port, stop), daemon=True)
-    market.start()
-    try:
-        market_port = await asyncio.get_running_loop().run_in_executor(None, port.get, True, 60)
-        execution = build(
-            ExecutionSettings(
-                database_url=url,
-                auth_mode="disabled",
-                market_addr=f"127.0.0.1:{market_port}",
-                log_level="WARNING",
-                **COMMON,  # type: ignore[arg-type]
+    async with (
+        market_service(directory) as market_port,
+        execution_service(url, market_port) as (execution, resting),
+    ):
+
+        async def submit(client_order_id: str) -> None:
+            request = pb.SubmitOrderRequest(
+                account_id="bench",
+                client_order_id=client_order_id,
+                product_id="BTC-USD",
+                side=common_pb2.SIDE_BUY,
+                type=pb.ORDER_TYPE_LIMIT,
+                base_size="0.0001",
+                limit_price=resting,
             )
-        )
-        await execution.server.start()
-        try:
-            await execution.market.wait_ready(30)
-            for _ in range(600):  # the first tick follows the connection within a tick period
-                if execution.market.last_price("BTC-USD") is not None:
-                    break
-                await asyncio.sleep(0.05)
-            price = execution.market.last_price("BTC-USD")
-            assert price is not None
-            resting = str((price / 2).quantize(Decimal("0.01")))  # acknowledged, never fills
+            order = await execution.commands.submit_order(mapping.order_request(request), None)
+            mapping.order_out(order)  # the response, as the servicer makes it
 
-            async def submit(client_order_id: str) -> None:
-                request = pb.SubmitOrderRequest(
-                    account_id="bench",
-                    client_order_id=client_order_id,
-                    product_id="BTC-USD",
-                    side=common_pb2.SIDE_BUY,
-                    type=pb.ORDER_TYPE_LIMIT,
-                    base_size="0.0001",
-                    limit_price=resting,
-                )
-                order = await execution.commands.submit_order(mapping.order_request(request), None)
-                mapping.order_out(order)  # the response, as the servicer makes it
+        for i in range(50):  # warm-up: connections, prepared statements, caches
+            await submit(f"warm-{i}")
+        for c in concurrency:
 
-            for i in range(50):  # warm-up: connections, prepared statements, caches
-                await submit(f"warm-{i}")
-            for c in concurrency:
+            async def submitter(first: int, c: int = c) -> None:
+                for i in range(first, orders, c):
+                    await submit(f"c{c}-{i}")
 
-                async def submitter(first: int, c: int = c) -> None:
-                    for i in range(first, orders, c):
-                        await submit(f"c{c}-{i}")
-
-                cpu, began = time.process_time(), time.perf_counter()
-                await asyncio.gather(*(submitter(k) for k in range(c)))
-                cpu, elapsed = time.process_time() - cpu, time.perf_counter() - began
-                print(
-                    f"{c} submitter(s): {orders} orders, {orders / elapsed:.0f} orders/s, "
-                    f"service CPU {cpu / orders * 1000:.3f} ms per order",
-                    flush=True,
-                )
-        finally:
-            await execution.server.stop()
-    finally:
-        stop.set()
-        market.join(10)
+            cpu, began = time.process_time(), time.perf_counter()
+            await asyncio.gather(*(submitter(k) for k in range(c)))
+            cpu, elapsed = time.process_time() - cpu, time.perf_counter() - began
+            print(
+                f"{c} submitter(s): {orders} orders, {orders / elapsed:.0f} orders/s, "
+                f"service CPU {cpu / orders * 1000:.3f} ms per order",
+                flush=True,
+            )
 
 
 def main() -> None:

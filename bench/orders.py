@@ -50,7 +50,7 @@ import multiprocessing
 import os
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -58,7 +58,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 
-from tradeplane.execution.entrypoints.bootstrap import build
+from tradeplane.execution.entrypoints.bootstrap import ExecutionApp, build
 from tradeplane.execution.entrypoints.settings import ExecutionSettings
 from tradeplane.market.entrypoints.bootstrap import build as build_market
 from tradeplane.market.entrypoints.settings import MarketSettings
@@ -187,34 +187,27 @@ def market_process(directory: str, port: Any, stop: Any) -> None:
     _run(serve())
 
 
-async def run(
-    database_url: str,
-    orders: int,
-    clients: int,
-    accounts: int,
-    directory: str,
-    rates: list[float | None],
-) -> None:
+@contextlib.asynccontextmanager
+async def market_service(directory: str) -> AsyncIterator[int]:
+    """The market service in a process of its own (``market_process``); yields its gRPC
+    port."""
     context = multiprocessing.get_context("spawn")
     port, stop = context.Queue(), context.Event()
     market = context.Process(target=market_process, args=(directory, port, stop), daemon=True)
     market.start()
     try:
-        market_port = await asyncio.get_running_loop().run_in_executor(None, port.get, True, 60)
-        await _run_execution(database_url, orders, clients, accounts, rates, market_port)
+        yield await asyncio.get_running_loop().run_in_executor(None, port.get, True, 60)
     finally:
         stop.set()
         market.join(10)
 
 
-async def _run_execution(
-    database_url: str,
-    orders: int,
-    clients: int,
-    accounts: int,
-    rates: list[float | None],
-    market_port: int,
-) -> None:
+@contextlib.asynccontextmanager
+async def execution_service(
+    database_url: str, market_port: int
+) -> AsyncIterator[tuple[ExecutionApp, str]]:
+    """The execution service in this process, started, once BTC-USD has a last price; yields
+    it and a limit price half the market's (a buy there is acknowledged and never fills)."""
     execution = build(
         ExecutionSettings(
             database_url=database_url,
@@ -233,44 +226,69 @@ async def _run_execution(
             await asyncio.sleep(0.05)
         price = execution.market.last_price("BTC-USD")
         assert price is not None
-        resting = str((price / 2).quantize(Decimal("0.01")))
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=context) as pool:
-            loop = asyncio.get_running_loop()
-            await loop.run_in_executor(pool, os.getpid)  # the client process is up and ready
-            for phase, rate in enumerate(rates):
-                # Each phase its own client order ids (a repeated id is an idempotent retry).
-                tag = f"{phase}-closed" if rate is None else f"{phase}-paced{rate:g}"
-                cpu, pg, busy = time.process_time(), _postgres_cpu(), _machine_busy()
-                latencies, elapsed, client_cpu = await loop.run_in_executor(
-                    pool,
-                    clients_process,
-                    execution.server.grpc_port,
-                    orders,
-                    clients,
-                    accounts,
-                    resting,
-                    rate,
-                    tag,
-                )
-                cpu = time.process_time() - cpu  # includes the clients' warm-up (20 orders)
-                pg = _postgres_cpu() - pg
-                now = _machine_busy()
-                cores = (now[0] - busy[0]) / (now[1] - busy[1])
-                ms = np.array(latencies) * 1000
-                mode = "closed loop" if rate is None else f"paced at {rate:g} orders/s"
-                print(
-                    f"{mode}: {orders} orders, {clients} clients, {accounts} account(s), "
-                    f"{execution.engine.dialect.name}: "
-                    f"{orders / elapsed:.0f} orders/s, p50 {np.percentile(ms, 50):.1f} ms, "
-                    f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms; CPU per order: "
-                    f"service {cpu / orders * 1000:.2f} ms, Postgres {pg / orders * 1000:.2f}, "
-                    f"clients {client_cpu / orders * 1000:.2f}; machine busy "
-                    f"{cores:.2f} of {os.cpu_count()} cores",
-                    flush=True,
-                )
+        yield execution, str((price / 2).quantize(Decimal("0.01")))
     finally:
         await execution.server.stop()
+
+
+async def run(
+    database_url: str,
+    orders: int,
+    clients: int,
+    accounts: int,
+    directory: str,
+    rates: list[float | None],
+) -> None:
+    async with (
+        market_service(directory) as market_port,
+        execution_service(database_url, market_port) as (execution, resting),
+    ):
+        await _phases(execution, resting, orders, clients, accounts, rates)
+
+
+async def _phases(
+    execution: ExecutionApp,
+    resting: str,
+    orders: int,
+    clients: int,
+    accounts: int,
+    rates: list[float | None],
+) -> None:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(pool, os.getpid)  # the client process is up and ready
+        for phase, rate in enumerate(rates):
+            # Each phase its own client order ids (a repeated id is an idempotent retry).
+            tag = f"{phase}-closed" if rate is None else f"{phase}-paced{rate:g}"
+            cpu, pg, busy = time.process_time(), _postgres_cpu(), _machine_busy()
+            latencies, elapsed, client_cpu = await loop.run_in_executor(
+                pool,
+                clients_process,
+                execution.server.grpc_port,
+                orders,
+                clients,
+                accounts,
+                resting,
+                rate,
+                tag,
+            )
+            cpu = time.process_time() - cpu  # includes the clients' warm-up (20 orders)
+            pg = _postgres_cpu() - pg
+            now = _machine_busy()
+            cores = (now[0] - busy[0]) / (now[1] - busy[1])
+            ms = np.array(latencies) * 1000
+            mode = "closed loop" if rate is None else f"paced at {rate:g} orders/s"
+            print(
+                f"{mode}: {orders} orders, {clients} clients, {accounts} account(s), "
+                f"{execution.engine.dialect.name}: "
+                f"{orders / elapsed:.0f} orders/s, p50 {np.percentile(ms, 50):.1f} ms, "
+                f"p99 {np.percentile(ms, 99):.1f} ms, max {ms.max():.1f} ms; CPU per order: "
+                f"service {cpu / orders * 1000:.2f} ms, Postgres {pg / orders * 1000:.2f}, "
+                f"clients {client_cpu / orders * 1000:.2f}; machine busy "
+                f"{cores:.2f} of {os.cpu_count()} cores",
+                flush=True,
+            )
 
 
 def main() -> None:

@@ -389,7 +389,7 @@ class PgLink:
                 )
             if self._prepared:
                 await results(self._conn, [p.prepare for p in self._prepared])
-            _SocketWatch(self._conn)
+            _WATCHES[self._conn] = _SocketWatch(self._conn)
         return self._conn
 
     async def close(self) -> None:
@@ -491,7 +491,6 @@ class _SocketWatch:
         self._pgconn = conn.pgconn
         self._fileno = conn.pgconn.socket
         self._waiter: asyncio.Future[None] | None = None
-        _WATCHES[conn] = self
 
     def _wake(self) -> None:
         waiter, self._waiter = self._waiter, None
@@ -578,12 +577,9 @@ class PgTx(PendingEvents):
         self.written = 0  # events written by ack_unchanged
         self._new: list[dict[str, Any]] = []
         self._changed: list[dict[str, Any]] = []
-        self._rare: list[str] = []  # blocks, decisions: bound statements
-
-    def _bind(self, sql: str, params: Any) -> str:
-        """A rare statement (account, block, decision) bound by psycopg (``bind``); the
-        prepared hot ones use ``Prepared.bind``."""
-        return bind(self.conn, sql, params)
+        # Blocks, decisions: rare statements, bound by psycopg (``bind``); the prepared hot
+        # ones by ``Prepared.bind``.
+        self._rare: list[str] = []
 
     def _begin(self) -> list[str]:
         """``BEGIN`` for the first round trip of the transaction."""
@@ -593,7 +589,8 @@ class PgTx(PendingEvents):
         return ["BEGIN"]
 
     async def ensure_account(self, account: Account) -> None:
-        insert = self._bind(
+        insert = bind(
+            self.conn,
             INSERT_ACCOUNT,
             (
                 account.account_id,
@@ -696,12 +693,12 @@ class PgTx(PendingEvents):
 
     async def insert_blocks(self, blocks: Sequence[Block]) -> None:
         self._rare += [
-            self._bind(INSERT_BLOCK, _values(rows.block_row(b), BLOCK_COLUMNS)) for b in blocks
+            bind(self.conn, INSERT_BLOCK, _values(rows.block_row(b), BLOCK_COLUMNS)) for b in blocks
         ]
 
     async def insert_decisions(self, decisions: Sequence[Decision]) -> None:
         self._rare += [
-            self._bind(INSERT_DECISION, _values(rows.decision_row(d), DECISION_COLUMNS))
+            bind(self.conn, INSERT_DECISION, _values(rows.decision_row(d), DECISION_COLUMNS))
             for d in decisions
         ]
 
