@@ -143,7 +143,7 @@ async def test_prepared_bind_means_what_psycopg_binding_means(postgres_url: str)
             P_LOCK_ORDERS: {"ids": HOSTILE},
             P_LOCK_ACCOUNTS: {"ids": ids},
             P_KNOWN_ORDERS: {"accounts": ids, "client_ids": ids[::-1]},
-            P_RISK_INPUTS: {"ids": ids, "scopes": ids, "products": HOSTILE},
+            P_RISK_INPUTS: {"ids": ids, "scopes": ids},
         }
         try:
             async with link.transaction() as conn:
@@ -275,7 +275,7 @@ PARAMS = {
     P_LOCK_ORDERS: {"ids": ["o-1"]},
     P_LOCK_ACCOUNTS: {"ids": ["a"]},
     P_KNOWN_ORDERS: {"accounts": ["a"], "client_ids": ["c-20000"]},
-    P_RISK_INPUTS: {"ids": ["a"], "scopes": ["", "a"], "products": ["BTC-USD"]},
+    P_RISK_INPUTS: {"ids": ["a"], "scopes": ["", "a"]},
     P_WRITE_BATCH: {"new": "[]", "changed": '[{"order_id": "o-1"}]', "events": "[]"},
     P_ACK_UNCHANGED: {"changed": '[{"order_id": "o-1"}]', "expected": "[]", "events": "[]"},
     P_MOVE_READY: {"lock": 1, "batch": 2000},

@@ -115,9 +115,12 @@ SELECT coalesce(json_agg(o), '[]') AS known FROM orders o
     ON o.account_id = k.a AND o.client_order_id = k.c
 """
 # The risk inputs of the locked accounts in one statement (JSON): the limits, the trading
-# states (global and each account), the positions, and the remaining base size of the working
-# orders per (account, product, side), summed exactly (NUMERIC) from the deltas the orders
-# trigger keeps (migration 0007) - not from the orders, which cost O(working orders) per batch.
+# states (global and each account), the positions, the remaining base size of the working
+# orders per (account, product, side) on every product, summed exactly (NUMERIC) from the
+# deltas the orders trigger keeps (migration 0007) - not from the orders, which cost
+# O(working orders) per batch - on every product, and which versions of the rows they come
+# from (migration 0008), in the same snapshot: the service keeps them for the account's next
+# batch (``PgTx.expect_risk_inputs``).
 RISK_INPUTS = """
 SELECT
   (SELECT coalesce(json_agg(json_build_array(account_id, limits)), '[]')
@@ -129,8 +132,10 @@ SELECT
   (SELECT coalesce(json_agg(json_build_array(account_id, product_id, side, remaining::text)), '[]')
      FROM (SELECT account_id, product_id, side, sum(delta) AS remaining
              FROM open_size_deltas
-            WHERE account_id = ANY(%(ids)s) AND product_id = ANY(%(products)s)
-            GROUP BY account_id, product_id, side) AS s) AS open_sizes
+            WHERE account_id = ANY(%(ids)s)
+            GROUP BY account_id, product_id, side) AS s) AS open_sizes,
+  ARRAY(SELECT tp_risk_rows(a) FROM unnest(%(ids)s) WITH ORDINALITY AS u(a, n) ORDER BY n)
+    AS risk_rows
 """
 # A batch's writes in one statement: the new orders, the acknowledged ones and the outbox
 # rows (txid filled by the column default: this transaction's id). The updated orders were
@@ -256,10 +261,13 @@ P_LOCK_ACCOUNTS = Prepared("tp_lock_accounts", LOCK_ACCOUNTS, (("ids", "text[]")
 P_KNOWN_ORDERS = Prepared(
     "tp_known_orders", KNOWN_ORDERS, (("accounts", "text[]"), ("client_ids", "text[]"))
 )
-P_RISK_INPUTS = Prepared(
-    "tp_risk_inputs",
-    RISK_INPUTS,
-    (("ids", "text[]"), ("scopes", "text[]"), ("products", "text[]")),
+P_RISK_INPUTS = Prepared("tp_risk_inputs", RISK_INPUTS, (("ids", "text[]"), ("scopes", "text[]")))
+# The check that kept risk inputs are still current (migration 0008; raises
+# serialization_failure otherwise).
+P_EXPECT_INPUTS = Prepared(
+    "tp_expect_inputs",
+    "SELECT tp_expect_risk_inputs(%(ids)s, %(risk_rows)s, %(open_sizes)s) AS checked",
+    (("ids", "text[]"), ("risk_rows", "text[]"), ("open_sizes", "json")),
 )
 P_WRITE_BATCH = Prepared(
     "tp_write_batch",
@@ -284,6 +292,7 @@ GROUP_COMMIT_STATEMENTS = (
     P_LOCK_ACCOUNTS,
     P_KNOWN_ORDERS,
     P_RISK_INPUTS,
+    P_EXPECT_INPUTS,
     P_WRITE_BATCH,
     P_ACK_UNCHANGED,
 )
@@ -328,6 +337,12 @@ def conninfo(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+class KeptInputsRejected(Exception):
+    """A batch decided on kept risk inputs was not written: they changed meanwhile, or one of
+    its client order ids is in use (a retry, which the reads would have found). Nothing of
+    it was written; decide again on fresh reads."""
+
+
 @dataclass(slots=True)
 class BatchInputs:
     """What one group-commit batch reads before deciding: the acknowledged orders and the
@@ -340,6 +355,8 @@ class BatchInputs:
     states: dict[str, TradingState] = field(default_factory=dict)  # GLOBAL and each account
     positions: dict[str, list[Position]] = field(default_factory=dict)
     open_sizes: dict[tuple[str, str], tuple[Decimal, Decimal]] = field(default_factory=dict)
+    # Postgres: each account's ``tp_risk_rows`` as the inputs were read (migration 0008).
+    risk_rows: dict[str, str] = field(default_factory=dict)
 
 
 class PgLink:
@@ -567,7 +584,9 @@ def bind(conn: Conn, sql: str, params: Any) -> str:
 class PgTx(PendingEvents):
     """The group commit's unit of work on Postgres: ``BEGIN`` and the reads of a batch in one
     round trip (``batch_inputs``), its writes kept and sent with ``COMMIT`` in another
-    (``finish``)."""
+    (``finish``). Or, for a batch decided on risk inputs kept from the accounts' last batch,
+    one round trip: the account locks, the check that those inputs are still current
+    (``expect_risk_stamps``), the writes and ``COMMIT``."""
 
     def __init__(self, conn: Conn, encode: EventEncoder) -> None:
         super().__init__()
@@ -580,6 +599,31 @@ class PgTx(PendingEvents):
         # Blocks, decisions: rare statements, bound by psycopg (``bind``); the prepared hot
         # ones by ``Prepared.bind``.
         self._rare: list[str] = []
+        self._expected: str | None = None
+
+    def expect_risk_inputs(self, inputs: BatchInputs) -> None:
+        """Instead of ``batch_inputs``: the batch decides on ``inputs`` kept from the accounts'
+        last batch, and ``finish``'s round trip first locks the accounts and checks that
+        these are still their inputs - the same row versions (``risk_rows``), the same
+        remaining sizes - or raises ``KeptInputsRejected`` and writes nothing."""
+        assert not self._begun, "instead of batch_inputs, not after"
+        ids = sorted(inputs.risk_rows)
+        sizes = []
+        for (account_id, product_id), (buy, sell) in inputs.open_sizes.items():
+            sizes += [[account_id, product_id, Side.BUY.value, str(buy)]] if buy else []
+            sizes += [[account_id, product_id, Side.SELL.value, str(sell)]] if sell else []
+        self._expected = "; ".join(
+            [
+                P_LOCK_ACCOUNTS.bind({"ids": ids}),
+                P_EXPECT_INPUTS.bind(
+                    {
+                        "ids": ids,
+                        "risk_rows": [inputs.risk_rows[a] for a in ids],
+                        "open_sizes": orjson.dumps(sizes).decode(),
+                    }
+                ),
+            ]
+        )
 
     def _begin(self) -> list[str]:
         """``BEGIN`` for the first round trip of the transaction."""
@@ -625,15 +669,7 @@ class PgTx(PendingEvents):
                     {"accounts": [a for a, _ in keys], "client_ids": [c for _, c in keys]}
                 )
             )
-            statements.append(
-                P_RISK_INPUTS.bind(
-                    {
-                        "ids": ids,
-                        "scopes": [GLOBAL, *ids],
-                        "products": sorted({p for _, p in pairs}),
-                    }
-                )
-            )
+            statements.append(P_RISK_INPUTS.bind({"ids": ids, "scopes": [GLOBAL, *ids]}))
         found = await results(self.conn, statements)
         out = BatchInputs()
         if order_ids:
@@ -651,18 +687,19 @@ class PgTx(PendingEvents):
         out.states = dict.fromkeys([GLOBAL, *ids], TradingState.ACTIVE)
         for scope_id, state in r.states:
             out.states[scope_id] = TradingState(state)
+        out.risk_rows = dict(zip(ids, r.risk_rows, strict=True))
         out.positions = {a: [] for a in ids}
         for p in r.positions:
             out.positions[p["account_id"]].append(rows.row_position(_Row(p)))
+        # Every product with working orders (a batch's other products have none).
         out.open_sizes = dict.fromkeys(pairs, (ZERO, ZERO))
         for account_id, product_id, side, remaining in r.open_sizes:
             key = (account_id, product_id)
-            if key in out.open_sizes:
-                buy, sell = out.open_sizes[key]
-                amount = Decimal(remaining)
-                out.open_sizes[key] = (
-                    (buy + amount, sell) if side == Side.BUY.value else (buy, sell + amount)
-                )
+            buy, sell = out.open_sizes.get(key, (ZERO, ZERO))
+            amount = Decimal(remaining)
+            out.open_sizes[key] = (
+                (buy + amount, sell) if side == Side.BUY.value else (buy, sell + amount)
+            )
         return out
 
     def _events_json(self, order_ids: Sequence[str] = ()) -> str:
@@ -705,7 +742,10 @@ class PgTx(PendingEvents):
     async def finish(self) -> int:
         """Send the writes, the outbox rows and COMMIT in one round trip; returns how many
         events were written."""
-        statements = list(self._rare)
+        statements = []
+        if self._expected is not None:
+            statements += [*self._begin(), self._expected]
+        statements += self._rare
         if self._new or self._changed or self.events:
             statements.append(
                 P_WRITE_BATCH.bind(
@@ -720,7 +760,12 @@ class PgTx(PendingEvents):
             statements.append("COMMIT")  # the locks taken by batch_inputs end here
         # (Without a BEGIN the statements of one query are one transaction anyway.)
         if statements:
-            await results(self.conn, statements)
+            try:
+                await results(self.conn, statements)
+            except (psycopg.errors.SerializationFailure, psycopg.errors.UniqueViolation) as exc:
+                if self._expected is None:
+                    raise
+                raise KeptInputsRejected(str(exc)) from exc
         return len(self.events)
 
     async def ack_unchanged(self, pairs: Sequence[tuple[Order, Order]]) -> set[str]:

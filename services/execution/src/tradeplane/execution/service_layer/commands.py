@@ -5,6 +5,7 @@ is committed (with ``order_submitted``) before anything is sent to the venue."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import logging
 import time
@@ -15,10 +16,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import cast
 
-from tradeplane.execution.adapters.pg_writer import BatchInputs, PgTx
+from tradeplane.execution.adapters.pg_writer import BatchInputs, KeptInputsRejected, PgTx
 from tradeplane.execution.adapters.sql_store import SqlStore, SqlTx, WriteLane
 from tradeplane.execution.domain import events as ev
 from tradeplane.execution.domain.accounts import Account
+from tradeplane.execution.domain.decimals import ZERO
 from tradeplane.execution.domain.decisions import Decision
 from tradeplane.execution.domain.fills import Fill
 from tradeplane.execution.domain.orders import (
@@ -112,6 +114,8 @@ _Outcome = asyncio.Task[Order] | Order | RiskBlock | None
 
 # Largest batch of one group commit (bounds a transaction's size and lock time).
 MAX_BATCH = 200
+# Most accounts whose risk inputs are kept for their next batch (least recently used go).
+MAX_KEPT_ACCOUNTS = 10_000
 # Most venue fills applied in one transaction (on_fills), for the same reason.
 MAX_FILL_BATCH = 200
 
@@ -155,6 +159,10 @@ class ExecutionCommands:
             self._commit_writes, max_batch=MAX_BATCH
         )
         self._sending: set[asyncio.Task[Order]] = set()
+        # Postgres: the risk inputs each account's last batch of intents committed; its next
+        # batch decides on them and has them checked in its writes' round trip (one round
+        # trip instead of two), and reads them again if they changed (migration 0008).
+        self._kept: collections.OrderedDict[str, BatchInputs] = collections.OrderedDict()
 
     @property
     def default_account_id(self) -> str:
@@ -308,14 +316,23 @@ class ExecutionCommands:
 
     async def _commit_locked(self, items: Sequence[_Write], now: datetime) -> list[_Committed]:
         """One transaction: the acked orders locked first, then the intents' accounts - the
-        order-then-account lock order of on_fill, so no deadlock - all read at once."""
+        order-then-account lock order of on_fill, so no deadlock - all read at once. A batch
+        of intents only whose accounts' inputs are kept decides on those, checked in its
+        writes' round trip, and on fresh reads if they changed."""
         acks = [(n, i) for n, i in enumerate(items) if isinstance(i, _Ack)]
         intents = [(n, i) for n, i in enumerate(items) if isinstance(i, _Intent)]
-        results: list[_Committed] = [None] * len(items)
         specs = [i.spec for _, i in intents]
         account_ids = sorted({s.account_id for s in specs})
         keys = [(s.account_id, s.client_order_id) for s in specs]
         pairs = sorted({(s.account_id, s.product_id) for s in specs})
+        kept = self._kept_inputs(account_ids, pairs) if intents and not acks else None
+        if kept is not None:
+            try:
+                return await self._commit_intents(items, intents, now, kept)
+            except KeptInputsRejected:
+                for account_id in account_ids:
+                    self._kept.pop(account_id, None)
+        results: list[_Committed] = [None] * len(items)
         lane = WriteLane.INTENTS if intents else WriteLane.ACKS
         async with self._store.write_transaction(lane) as tx:
             inputs = await tx.batch_inputs([a.order_id for _, a in acks], account_ids, keys, pairs)
@@ -335,7 +352,68 @@ class ExecutionCommands:
                 done = await self._apply_intents(tx, [i for _, i in intents], inputs, now)
                 for (n, _), outcome in zip(intents, done, strict=True):
                     results[n] = outcome
+        if intents and not acks:
+            self._keep(inputs)
         return results
+
+    async def _commit_intents(
+        self,
+        items: Sequence[_Write],
+        intents: Sequence[tuple[int, _Intent]],
+        now: datetime,
+        kept: BatchInputs,
+    ) -> list[_Committed]:
+        """A batch of intents decided on its accounts' kept risk inputs: one round trip (the
+        account locks, the check that the inputs are still those, the writes, COMMIT)."""
+        results: list[_Committed] = [None] * len(items)
+        async with self._store.write_transaction(WriteLane.INTENTS) as tx:
+            assert isinstance(tx, PgTx)
+            tx.expect_risk_inputs(kept)  # what they were before this batch's orders
+            done = await self._apply_intents(tx, [i for _, i in intents], kept, now)
+            for (n, _), outcome in zip(intents, done, strict=True):
+                results[n] = outcome
+        self._keep(kept)
+        return results
+
+    def _kept_inputs(
+        self, account_ids: Sequence[str], pairs: Sequence[tuple[str, str]]
+    ) -> BatchInputs | None:
+        """The accounts' kept risk inputs together (copies: a batch counts its orders in
+        them), or None unless every account has them."""
+        out = BatchInputs()
+        for account_id in account_ids:
+            entry = self._kept.get(account_id)
+            if entry is None:
+                return None
+            if out.states.get(GLOBAL, entry.states[GLOBAL]) is not entry.states[GLOBAL]:
+                return None  # kept at different times: one of them is out of date
+            out.accounts[account_id] = entry.accounts[account_id]
+            out.limits[account_id] = entry.limits[account_id]
+            out.states.update(entry.states)
+            out.positions[account_id] = list(entry.positions[account_id])
+            out.open_sizes.update(entry.open_sizes)
+            out.risk_rows[account_id] = entry.risk_rows[account_id]
+        for pair in pairs:
+            out.open_sizes.setdefault(pair, (ZERO, ZERO))  # no working order on it
+        for account_id in account_ids:
+            self._kept.move_to_end(account_id)
+        return out
+
+    def _keep(self, inputs: BatchInputs) -> None:
+        """Keep each account's inputs as the batch committed them (its orders counted as
+        working) for its next batch (Postgres: those with ``risk_rows``)."""
+        for account_id, risk_rows in inputs.risk_rows.items():
+            self._kept[account_id] = BatchInputs(
+                accounts={account_id: inputs.accounts[account_id]},
+                limits={account_id: inputs.limits[account_id]},
+                states={GLOBAL: inputs.states[GLOBAL], account_id: inputs.states[account_id]},
+                positions={account_id: list(inputs.positions[account_id])},
+                open_sizes={k: v for k, v in inputs.open_sizes.items() if k[0] == account_id},
+                risk_rows={account_id: risk_rows},
+            )
+            self._kept.move_to_end(account_id)
+        while len(self._kept) > MAX_KEPT_ACCOUNTS:
+            self._kept.popitem(last=False)
 
     async def _apply_intents(
         self, tx: SqlTx | PgTx, items: Sequence[_Intent], inputs: BatchInputs, now: datetime

@@ -4,6 +4,13 @@ Items queue while a flush runs; the next flush takes everything queued (up to ``
 so an idle service commits each item at once and a busy one amortises round trips and the
 commit's fsync over the batch. Each caller is answered only after its batch's flush returned
 (i.e. after the commit), with its own result or exception.
+
+Under load (the last batch held more than one item) the next batch waits a few more turns
+of the event loop: requests already on their way - a gRPC call being accepted takes several
+turns before its handler runs - join it instead of the one after. On the 2-vCPU machine
+(bench/orders.py, 10 clients in a closed loop) that made batches larger and the CPU per
+order ~10% lower: 1,000-1,090 orders/s with p99 15-16 ms instead of 870-950 and 18-20;
+one-by-one traffic (500 orders/s paced) is not delayed.
 """
 
 from __future__ import annotations
@@ -17,6 +24,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 Flush = Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]]
+
+# Extra event-loop turns before a batch under load (more made no difference).
+LOAD_TURNS = 3
 
 
 class GroupCommit(Generic[T, R]):
@@ -38,12 +48,16 @@ class GroupCommit(Generic[T, R]):
 
     async def _drain(self) -> None:
         batch: list[tuple[T, asyncio.Future[R]]] = []
+        loaded = False  # the last batch held more than one item
         try:
             while self._queue:
                 # One turn of the event loop first: work that the last flush's answers resumed
                 # (e.g. venue sends, whose acks come here next) joins this batch, not the next.
-                await asyncio.sleep(0)
+                # Under load a few more: calls on their way join too.
+                for _ in range(1 + LOAD_TURNS * loaded):
+                    await asyncio.sleep(0)
                 batch = self._queue[: self._max]
+                loaded = len(batch) > 1
                 del self._queue[: self._max]
                 try:
                     results: Sequence[R | Exception] = await self._flush([i for i, _ in batch])
