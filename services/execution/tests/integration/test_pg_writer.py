@@ -226,8 +226,12 @@ async def test_the_socket_watch_survives_psycopg_calls_and_a_closed_connection(
                 await conn.execute("SELECT 1")  # psycopg's own wait on the socket
                 async with asyncio.timeout(5):
                     (again,) = await results(conn, ["SELECT pg_backend_pid() AS pid"])
+                fileno = conn.pgconn.socket
+                # Registered again after the round trip, whether or not it waited.
+                # (asyncio's loop, as in these tests: True if a reader was registered.)
+                assert asyncio.get_running_loop().remove_reader(fileno)
+                await results(conn, ["SELECT 1"])
             assert again[0].pid == first[0].pid
-            fileno = conn.pgconn.socket
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
                 await admin.execute("SELECT pg_terminate_backend(%s)", (first[0].pid,))
             for _ in range(500):  # the server's goodbye reaches the idle socket
@@ -235,8 +239,7 @@ async def test_the_socket_watch_survives_psycopg_calls_and_a_closed_connection(
                 if conn.broken:
                     break
             assert conn.broken
-            # (asyncio's loop, as in these tests: True if a reader was still registered.)
-            assert not asyncio.get_running_loop().remove_reader(fileno)
+            assert not asyncio.get_running_loop().remove_reader(fileno)  # no longer watched
             async with link.transaction() as conn:
                 (rows,) = await results(conn, ["SELECT pg_backend_pid() AS pid"])
             assert rows[0].pid != first[0].pid

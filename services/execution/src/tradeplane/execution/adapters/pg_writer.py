@@ -262,8 +262,8 @@ P_KNOWN_ORDERS = Prepared(
     "tp_known_orders", KNOWN_ORDERS, (("accounts", "text[]"), ("client_ids", "text[]"))
 )
 P_RISK_INPUTS = Prepared("tp_risk_inputs", RISK_INPUTS, (("ids", "text[]"), ("scopes", "text[]")))
-# The check that kept risk inputs are still current (migration 0008; raises
-# serialization_failure otherwise).
+# The accounts locked (in id order) and the check that their kept risk inputs are still
+# current (migration 0008; raises serialization_failure otherwise).
 P_EXPECT_INPUTS = Prepared(
     "tp_expect_inputs",
     "SELECT tp_expect_risk_inputs(%(ids)s, %(risk_rows)s, %(open_sizes)s) AS checked",
@@ -482,7 +482,11 @@ async def results(conn: Conn, statements: Sequence[str]) -> list[list[Any]]:
         while not pgconn.is_busy():
             result = pgconn.get_result()
             if result is None:
-                return _rows(conn, found, watch.transformer if watch else Transformer(conn))
+                if watch is None:
+                    return _rows(conn, found, Transformer(conn))
+                # Watched while idle, also when no wait above registered it again.
+                watch.arm()
+                return _rows(conn, found, watch.transformer)
             found.append(result)
         if watch is not None:
             await watch.readable()
@@ -494,9 +498,11 @@ class _SocketWatch:
     """A connection's socket left registered with the event loop between round trips
     (``PgLink``): registering and removing a reader per round trip cost 5 system calls
     (uvloop makes a poll handle per registration) and ~15-25 us of CPU per query, several
-    queries per order. ``readable`` registers it again only if it is gone (a psycopg call
-    on the connection, e.g. ``conn.execute("ROLLBACK")``, takes the socket over and removes
-    it): registering over a live registration swaps the callback, no system call. Data that
+    queries per order. ``readable`` and the end of each round trip (``arm``) register it
+    again, in case it is gone (a psycopg call on the connection, e.g.
+    ``conn.execute("ROLLBACK")``, takes the socket over and removes it; a round trip whose
+    answer was there at once never waits): registering over a live registration swaps the
+    callback, no system call. Data that
     arrives while nobody waits (a notice, the server closing the connection) is read into
     libpq at once, so the level-triggered poll does not spin; once the connection has
     failed the watch ends. Also keeps one ``Transformer`` (the loaders) for the
@@ -520,8 +526,13 @@ class _SocketWatch:
         except Exception:  # closed by the server: its next user finds out
             self.stop()
 
-    async def readable(self) -> None:
+    def arm(self) -> None:
+        """Register the socket (again: a psycopg call on the connection may have removed
+        it); a swap of the callback while it still is."""
         self.loop.add_reader(self._fileno, self._wake)
+
+    async def readable(self) -> None:
+        self.arm()
         self._waiter = self.loop.create_future()
         try:
             await self._waiter
@@ -612,17 +623,12 @@ class PgTx(PendingEvents):
         for (account_id, product_id), (buy, sell) in inputs.open_sizes.items():
             sizes += [[account_id, product_id, Side.BUY.value, str(buy)]] if buy else []
             sizes += [[account_id, product_id, Side.SELL.value, str(sell)]] if sell else []
-        self._expected = "; ".join(
-            [
-                P_LOCK_ACCOUNTS.bind({"ids": ids}),
-                P_EXPECT_INPUTS.bind(
-                    {
-                        "ids": ids,
-                        "risk_rows": [inputs.risk_rows[a] for a in ids],
-                        "open_sizes": orjson.dumps(sizes).decode(),
-                    }
-                ),
-            ]
+        self._expected = P_EXPECT_INPUTS.bind(
+            {
+                "ids": ids,
+                "risk_rows": [inputs.risk_rows[a] for a in ids],
+                "open_sizes": orjson.dumps(sizes).decode(),
+            }
         )
 
     def _begin(self) -> list[str]:

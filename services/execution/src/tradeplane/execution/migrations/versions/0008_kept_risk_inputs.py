@@ -5,7 +5,8 @@ limits, the trading states, its positions, its working orders' remaining sizes) 
 account lock, decides in Python, then writes: two round trips. The service keeps what the
 account's last batch read, with that batch's own orders counted; the next batch decides on
 that and sends its writes after one check, in one round trip. ``tp_expect_risk_inputs``
-(under the account lock) raises ``serialization_failure`` unless the inputs are still those:
+locks the accounts (in id order, as the reads do) and raises ``serialization_failure`` unless
+the inputs are still those:
 
 - the rows they come from are the same row versions - ``tp_risk_rows``: their ``xmin`` (the
   transaction that last wrote each; an update, even to the same values, changes it), as read
@@ -48,15 +49,17 @@ $$
 """
 # open_sizes: [[account, product, side, remaining], ...] (zeros may be left out).
 EXPECT = """
-CREATE FUNCTION tp_expect_risk_inputs(accounts text[], risk_rows text[], open_sizes json)
-RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+CREATE FUNCTION tp_expect_risk_inputs(ids text[], risk_rows text[], open_sizes json)
+RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN
-  IF EXISTS (SELECT 1 FROM unnest(accounts, risk_rows) AS k(account, expected)
+  PERFORM 1 FROM accounts WHERE account_id = ANY(ids) ORDER BY account_id FOR UPDATE;
+  -- One query, so one snapshot, taken once the locks are held.
+  IF EXISTS (SELECT 1 FROM unnest(ids, risk_rows) AS k(account, expected)
               WHERE tp_risk_rows(k.account) IS DISTINCT FROM k.expected)
      OR EXISTS (
        WITH actual AS (
          SELECT account_id::text, product_id::text, side::text, sum(delta) AS remaining
-           FROM open_size_deltas WHERE account_id = ANY(accounts)
+           FROM open_size_deltas WHERE account_id = ANY(ids)
           GROUP BY 1, 2, 3 HAVING sum(delta) <> 0
        ), expected AS (
          SELECT e->>0, e->>1, e->>2, (e->>3)::numeric FROM json_array_elements(open_sizes) AS e
