@@ -5,6 +5,7 @@ already used - sends it back to fresh reads: the answer is the one fresh reads g
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -23,7 +24,7 @@ from trading.execution.v1 import execution_pb2 as pb
 
 from .conftest import RunningExecution, execution_settings, start_execution, stop_execution
 from .test_execution_grpc import last_price
-from .test_risk_rules_grpc import order, set_limits
+from .test_risk_rules_grpc import events_after, order, set_limits, settled_seq
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.postgres]
 
@@ -160,6 +161,40 @@ async def test_a_fill_since_counts(execution: RunningExecution) -> None:
     )
     sold = await submit(execution, order("k-fill", "x-3", sell, price * 2))
     assert sold.status == pb.ORDER_STATUS_OPEN
+
+
+async def test_acks_ride_in_the_next_batch_of_intents(
+    execution: RunningExecution, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent orders: the acks of one batch's orders are committed in the next batch's
+    round trip; every order ends OPEN with its venue id, with one order_submitted and one
+    order_updated event each, numbered without a gap."""
+    rode: list[int] = []
+    real = PgTx.ack_first
+
+    def counted(self: PgTx, pairs: Any) -> None:
+        rode.append(len(pairs))
+        real(self, pairs)
+
+    monkeypatch.setattr(PgTx, "ack_first", counted)
+    price = await last_price(execution) * Decimal("0.9")
+    await submit(execution, order("k-ride", "a-0", BUY, price))  # the inputs kept
+    since = await settled_seq(execution)
+    placed = await asyncio.gather(
+        *(submit(execution, order("k-ride", f"a-{n}", BUY, price)) for n in range(1, 41))
+    )
+    assert sum(rode) > 0
+    listed = (await execution.stub.ListOrders(pb.ListOrdersRequest(account_id="k-ride"))).orders
+    assert len(listed) == 41
+    assert all(o.status == pb.ORDER_STATUS_OPEN and o.venue_order_id for o in listed)
+    events = await events_after(execution, since, "k-ride")
+    assert [e.seq for e in events] == list(range(since + 1, since + 81))
+    kinds: dict[str, list[str]] = {o.order_id: [] for o in placed}
+    for e in events:
+        kind = e.WhichOneof("payload")
+        assert kind in ("order_submitted", "order_updated")
+        kinds[getattr(e, kind).order_id].append(kind)
+    assert all(k == ["order_submitted", "order_updated"] for k in kinds.values())
 
 
 async def test_a_retry_gets_its_order(execution: RunningExecution, reads: list[list[str]]) -> None:

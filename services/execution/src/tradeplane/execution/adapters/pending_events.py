@@ -22,8 +22,13 @@ class PendingEvents:
         self.events.append((event, time))
         self._origins.append(origin)
 
-    def _payloads(self, encode: EventEncoder) -> list[bytes]:
+    def _payloads(
+        self, encode: EventEncoder, first: int = 0, last: int | None = None
+    ) -> list[bytes]:
+        """The encoded events ``first:last``, each in its caller's context."""
         return [
             encode(event) if origin is None else origin.run(encode, event)
-            for (event, _), origin in zip(self.events, self._origins, strict=True)
+            for (event, _), origin in zip(
+                self.events[first:last], self._origins[first:last], strict=True
+            )
         ]

@@ -611,6 +611,8 @@ class PgTx(PendingEvents):
         # ones by ``Prepared.bind``.
         self._rare: list[str] = []
         self._expected: str | None = None
+        self._acks: list[tuple[Order, Order]] = []
+        self.acked: set[str] = set()  # by ack_first, once finished
 
     def expect_risk_inputs(self, inputs: BatchInputs) -> None:
         """Instead of ``batch_inputs``: the batch decides on ``inputs`` kept from the accounts'
@@ -630,6 +632,15 @@ class PgTx(PendingEvents):
                 "open_sizes": orjson.dumps(sizes).decode(),
             }
         )
+
+    def ack_first(self, pairs: Sequence[tuple[Order, Order]]) -> None:
+        """With ``expect_risk_inputs``: ``ack_unchanged``'s statement for these venue acks
+        rides first in ``finish``'s round trip (the order rows before the accounts, the lock
+        order of on_fill), in the same transaction; ``acked`` then holds the ids it updated.
+        The events added so far are the pairs' (one each, in order), the ones added after
+        the batch's other writes'."""
+        assert not self._acks and len(self.events) == len(pairs)
+        self._acks = list(pairs)
 
     def _begin(self) -> list[str]:
         """``BEGIN`` for the first round trip of the transaction."""
@@ -708,11 +719,16 @@ class PgTx(PendingEvents):
             )
         return out
 
-    def _events_json(self, order_ids: Sequence[str] = ()) -> str:
-        """The outbox rows as one JSON parameter, [time_us, account, type, base64 payload,
-        order id]: binding one string costs a fraction of binding four arrays element by
-        element (the largest client cost of a batch after the round trips)."""
-        ids = order_ids or [""] * len(self.events)
+    def _events_json(
+        self, order_ids: Sequence[str] = (), first: int = 0, last: int | None = None
+    ) -> str:
+        """The outbox rows (of the events ``first:last``) as one JSON parameter,
+        [time_us, account, type, base64 payload, order id]: binding one string costs a
+        fraction of binding four arrays element by element (the largest client cost of a
+        batch after the round trips)."""
+        events = self.events[first:last]
+        ids = order_ids or [""] * len(events)
+        payloads = self._payloads(self._encode, first, last)
         return orjson.dumps(
             [
                 [
@@ -722,7 +738,7 @@ class PgTx(PendingEvents):
                     b2a_base64(p, newline=False).decode(),
                     o,
                 ]
-                for (e, t), p, o in zip(self.events, self._payloads(self._encode), ids, strict=True)
+                for (e, t), p, o in zip(events, payloads, ids, strict=True)
             ]
         ).decode()
 
@@ -749,16 +765,20 @@ class PgTx(PendingEvents):
         """Send the writes, the outbox rows and COMMIT in one round trip; returns how many
         events were written."""
         statements = []
+        acks = self._acks
         if self._expected is not None:
-            statements += [*self._begin(), self._expected]
+            statements += self._begin()
+            if acks:
+                statements.append(self._ack_statement(acks))
+            statements.append(self._expected)
         statements += self._rare
-        if self._new or self._changed or self.events:
+        if self._new or self._changed or len(self.events) > len(acks):
             statements.append(
                 P_WRITE_BATCH.bind(
                     {
                         "new": orjson.dumps(self._new).decode(),
                         "changed": orjson.dumps(self._changed).decode(),
-                        "events": self._events_json(),
+                        "events": self._events_json(first=len(acks)),
                     }
                 )
             )
@@ -767,11 +787,13 @@ class PgTx(PendingEvents):
         # (Without a BEGIN the statements of one query are one transaction anyway.)
         if statements:
             try:
-                await results(self.conn, statements)
+                found = await results(self.conn, statements)
             except (psycopg.errors.SerializationFailure, psycopg.errors.UniqueViolation) as exc:
                 if self._expected is None:
                     raise
                 raise KeptInputsRejected(str(exc)) from exc
+            if acks:
+                self.acked = set(found[0][0].acked)
         return len(self.events)
 
     async def ack_unchanged(self, pairs: Sequence[tuple[Order, Order]]) -> set[str]:
@@ -780,21 +802,20 @@ class PgTx(PendingEvents):
         that is its own transaction (no BEGIN: nothing is read first). Returns the ids of the
         orders updated."""
         assert not self._begun and len(self.events) == len(pairs)
-        found = await results(
-            self.conn,
-            [
-                P_ACK_UNCHANGED.bind(
-                    {
-                        "changed": _mutable_json([a for _, a in pairs]),
-                        "expected": _mutable_json([e for e, _ in pairs]),
-                        "events": self._events_json([a.order_id for _, a in pairs]),
-                    }
-                )
-            ],
-        )
+        found = await results(self.conn, [self._ack_statement(pairs)])
         acked = set(found[0][0].acked)
         self.written = len(acked)
         return acked
+
+    def _ack_statement(self, pairs: Sequence[tuple[Order, Order]]) -> str:
+        """ACK_UNCHANGED for the pairs, with the first ``len(pairs)`` events."""
+        return P_ACK_UNCHANGED.bind(
+            {
+                "changed": _mutable_json([a for _, a in pairs]),
+                "expected": _mutable_json([e for e, _ in pairs]),
+                "events": self._events_json([a.order_id for _, a in pairs], 0, len(pairs)),
+            }
+        )
 
 
 def _mutable_row(order: Order) -> dict[str, Any]:

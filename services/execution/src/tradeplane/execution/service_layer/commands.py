@@ -149,13 +149,10 @@ class ExecutionCommands:
         self._defaults = defaults
         self._rates = rates
         self._now = clock
-        # Concurrent submits share transactions (group commit), and so do venue acks, in a
-        # group commit of their own (on Postgres its own connection): the order path is a
-        # chain of round trips, and an ack need not wait for the next batch of intents.
+        # Concurrent submits share transactions (group commit), and so do venue acks: in the
+        # same group commit, so the acks of one batch's orders ride in the next batch's
+        # round trip (one transaction, one commit for both; _commit_mixed).
         self._writes: GroupCommit[_Write, _Outcome] = GroupCommit(
-            self._commit_writes, max_batch=MAX_BATCH
-        )
-        self._acks: GroupCommit[_Write, _Outcome] = GroupCommit(
             self._commit_writes, max_batch=MAX_BATCH
         )
         self._sending: set[asyncio.Task[Order]] = set()
@@ -275,31 +272,71 @@ class ExecutionCommands:
         now = self._now()
         if items and all(isinstance(i, _Ack) for i in items):
             return await self._ack_unchanged(cast(Sequence[_Ack], items), now)
-        return await self._commit_locked(items, now)
+        if all(isinstance(i, _Intent) for i in items):
+            return await self._commit_locked(items, now)
+        return await self._commit_mixed(items, now)
+
+    async def _commit_mixed(self, items: Sequence[_Write], now: datetime) -> list[_Committed]:
+        """Venue acks and intents in one batch. When the intents decide on kept inputs, the
+        acks of orders still as their intents committed them ride in the intents' one round
+        trip (one transaction, one commit); the other acks, and all of them otherwise, take
+        their own path after."""
+        acks = [(n, i) for n, i in enumerate(items) if isinstance(i, _Ack)]
+        intents = [(n, i) for n, i in enumerate(items) if isinstance(i, _Intent)]
+        results: list[_Committed] = [None] * len(items)
+        specs = [i.spec for _, i in intents]
+        account_ids = sorted({s.account_id for s in specs})
+        kept = self._kept_inputs(account_ids, sorted({(s.account_id, s.product_id) for s in specs}))
+        later = [n for n, _ in acks]  # the acks for _ack_unchanged
+        done: Sequence[_Committed] | None = None
+        if kept is not None:
+            ready, rest = _ackable([a for _, a in acks], now)
+            try:
+                done, acked = await self._commit_intents(
+                    [i for _, i in intents],
+                    now,
+                    kept,
+                    [(e, a, acks[k][1].origin) for k, e, a in ready],
+                )
+            except KeptInputsRejected:
+                self._forget(account_ids)
+            else:
+                later = [acks[k][0] for k in rest]
+                for k, _, order in ready:
+                    if order.order_id in acked:
+                        results[acks[k][0]] = order
+                        metrics.ORDER_UPDATES.labels(
+                            order.spec.venue.value, order.status.value
+                        ).inc()
+                    else:
+                        later.append(acks[k][0])
+        if done is None:
+            done = await self._commit_locked([i for _, i in intents], now)
+        for (n, _), outcome in zip(intents, done, strict=True):
+            results[n] = outcome
+        if later:
+            later.sort()
+            answered = await self._ack_unchanged([cast(_Ack, items[n]) for n in later], now)
+            for n, result in zip(later, answered, strict=True):
+                results[n] = result
+        return results
 
     async def _ack_unchanged(self, items: Sequence[_Ack], now: datetime) -> list[_Committed]:
         """Venue acks of orders still as their intent committed them (the common case): NEW
         -> OPEN in one statement, no read first (Postgres). The rest - an order a fill or a
         cancel changed meanwhile, an ack without its order, SQLite - take the locking path."""
         results: list[_Committed] = [None] * len(items)
-        slow: list[int] = []
         async with self._store.ack_statement() as tx:
-            pairs: list[tuple[int, Order, Order]] = []
-            for n, item in enumerate(items):
-                expected = item.expected
-                if tx is None or expected is None or expected.status is not OrderStatus.NEW:
-                    slow.append(n)
-                    continue
-                try:
-                    acked = expected.acknowledge(item.venue_order_id, now)
-                except Exception:  # the locking path answers it with its error
-                    slow.append(n)
-                    continue
-                pairs.append((n, expected, acked))
-                tx.add_event(ev.OrderUpdated(acked), now, item.origin)
-            if tx is not None and pairs:
-                done = await tx.ack_unchanged([(e, a) for _, e, a in pairs])
-                for n, _, acked in pairs:
+            if tx is None:
+                ready, slow = [], list(range(len(items)))
+            else:
+                ready, slow = _ackable(items, now)
+            for n, _, acked in ready:
+                assert tx is not None
+                tx.add_event(ev.OrderUpdated(acked), now, items[n].origin)
+            if tx is not None and ready:
+                done = await tx.ack_unchanged([(e, a) for _, e, a in ready])
+                for n, _, acked in ready:
                     if acked.order_id in done:
                         results[n] = acked
                         metrics.ORDER_UPDATES.labels(
@@ -328,10 +365,10 @@ class ExecutionCommands:
         kept = self._kept_inputs(account_ids, pairs) if intents and not acks else None
         if kept is not None:
             try:
-                return await self._commit_intents(items, intents, now, kept)
+                done, _ = await self._commit_intents([i for _, i in intents], now, kept)
+                return list(done)
             except KeptInputsRejected:
-                for account_id in account_ids:
-                    self._kept.pop(account_id, None)
+                self._forget(account_ids)
         results: list[_Committed] = [None] * len(items)
         lane = WriteLane.INTENTS if intents else WriteLane.ACKS
         async with self._store.write_transaction(lane) as tx:
@@ -358,22 +395,29 @@ class ExecutionCommands:
 
     async def _commit_intents(
         self,
-        items: Sequence[_Write],
-        intents: Sequence[tuple[int, _Intent]],
+        intents: Sequence[_Intent],
         now: datetime,
         kept: BatchInputs,
-    ) -> list[_Committed]:
-        """A batch of intents decided on its accounts' kept risk inputs: one round trip (the
-        account locks, the check that the inputs are still those, the writes, COMMIT)."""
-        results: list[_Committed] = [None] * len(items)
+        acks: Sequence[tuple[Order, Order, contextvars.Context]] = (),
+    ) -> tuple[list[_NewOrder | Order | RiskBlock | Exception], set[str]]:
+        """A batch of intents decided on its accounts' kept risk inputs: one round trip
+        (the acks of ``acks`` - the order as its intent committed it, acknowledged, the
+        ack's context - the account locks, the check that the inputs are still those, the
+        writes, COMMIT). Returns the intents' outcomes and the ids of the orders acked."""
         async with self._store.write_transaction(WriteLane.INTENTS) as tx:
             assert isinstance(tx, PgTx)
+            for _, acked, origin in acks:
+                tx.add_event(ev.OrderUpdated(acked), now, origin)
+            if acks:
+                tx.ack_first([(e, a) for e, a, _ in acks])
             tx.expect_risk_inputs(kept)  # what they were before this batch's orders
-            done = await self._apply_intents(tx, [i for _, i in intents], kept, now)
-            for (n, _), outcome in zip(intents, done, strict=True):
-                results[n] = outcome
+            done = await self._apply_intents(tx, intents, kept, now)
         self._keep(kept)
-        return results
+        return done, tx.acked
+
+    def _forget(self, account_ids: Sequence[str]) -> None:
+        for account_id in account_ids:
+            self._kept.pop(account_id, None)
 
     def _kept_inputs(
         self, account_ids: Sequence[str], pairs: Sequence[tuple[str, str]]
@@ -525,7 +569,7 @@ class ExecutionCommands:
                 "venue submit failed; order stays NEW", extra={"order_id": order.order_id}
             )
             return order
-        acked = await self._acks.submit(
+        acked = await self._writes.submit(
             _Ack(order.order_id, venue_order_id, contextvars.copy_context(), order)
         )
         if not isinstance(acked, Order):
@@ -884,6 +928,26 @@ class ExecutionCommands:
         for order in pending:
             await self.send_to_venue(order)
         return len(acked), len(pending)
+
+
+def _ackable(
+    items: Sequence[_Ack], now: datetime
+) -> tuple[list[tuple[int, Order, Order]], list[int]]:
+    """The acks that can take the one-statement path - (index, the order as its intent
+    committed it, acknowledged) - and the indexes of the others (an order no longer NEW as
+    sent, an ack without it, a venue id it refuses): the locking path answers those."""
+    ready: list[tuple[int, Order, Order]] = []
+    others: list[int] = []
+    for n, item in enumerate(items):
+        expected = item.expected
+        if expected is None or expected.status is not OrderStatus.NEW:
+            others.append(n)
+            continue
+        try:
+            ready.append((n, expected, expected.acknowledge(item.venue_order_id, now)))
+        except Exception:  # the locking path answers it with its error
+            others.append(n)
+    return ready, others
 
 
 def _state(states: dict[str, TradingStateChange], scope: str) -> TradingState:
