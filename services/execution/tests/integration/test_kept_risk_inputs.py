@@ -1,18 +1,21 @@
 """Postgres: a batch of orders decided on the risk inputs its account's last batch kept
 (migration 0008) is checked in its writes' round trip, and anything that changed them since -
 a risk limit, the kill switch, a cancel, a fill, another replica's orders, a client order id
-already used - sends it back to fresh reads: the answer is the one fresh reads give."""
+already used - sends it back to fresh reads: the answer is the one fresh reads give. Each
+change is made here (the service drops what it kept) and on another replica on the same
+database (only the check can find it)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from decimal import Decimal
 from typing import Any
 
 import grpc
 import psycopg
 import pytest
+import pytest_asyncio
 
 from tradeplane.execution.adapters.pg_writer import KEYED_PLANS, PgTx
 from tradeplane.execution.domain.values import Liquidity
@@ -36,6 +39,24 @@ def execution_db(postgres_url: str) -> Iterator[str]:
     """Postgres only (conftest's ``execution`` runs on it)."""
     with postgres_database(postgres_url) as url:
         yield url
+
+
+@pytest_asyncio.fixture(loop_scope="module", params=["here", "on another replica"])
+async def changer(
+    request: pytest.FixtureRequest,
+    execution: RunningExecution,
+    market: MarketApp,
+    execution_db: str,
+) -> AsyncIterator[RunningExecution]:
+    """The service that makes the change: this one, or another on the same database."""
+    if request.param == "here":
+        yield execution
+        return
+    other = await start_execution(execution_settings(execution_db, market.server.grpc_port))
+    try:
+        yield other
+    finally:
+        await stop_execution(other)
 
 
 @pytest.fixture
@@ -78,40 +99,44 @@ async def test_the_next_batch_decides_without_reading(
 
 
 async def test_a_risk_limit_set_since_applies(
-    execution: RunningExecution, reads: list[list[str]]
+    execution: RunningExecution, changer: RunningExecution, reads: list[list[str]]
 ) -> None:
     price = await last_price(execution) * Decimal("0.9")
     await submit(execution, order("k-limit", "l-1", BUY, price))
     before = len(reads)
-    await set_limits(execution, "k-limit", max_order_notional="10")
+    await set_limits(changer, "k-limit", max_order_notional="10")
     assert "MAX_ORDER_NOTIONAL" in await refused(execution, order("k-limit", "l-2", BUY, price))
     assert len(reads) == before + 1  # read again: the limits' row changed
-    await set_limits(execution, "k-limit")  # no limits
+    await set_limits(changer, "k-limit")  # no limits
     await submit(execution, order("k-limit", "l-3", BUY, price))
 
 
-async def test_the_kill_switch_applies_to_the_next_order(execution: RunningExecution) -> None:
+async def test_the_kill_switch_applies_to_the_next_order(
+    execution: RunningExecution, changer: RunningExecution
+) -> None:
     price = await last_price(execution) * Decimal("0.9")
     await submit(execution, order("k-halt", "h-1", BUY, price))
-    await execution.stub.HaltTrading(pb.HaltTradingRequest(account_id="k-halt", reason="t"))
+    await changer.stub.HaltTrading(pb.HaltTradingRequest(account_id="k-halt", reason="t"))
     assert "HALTED" in await refused(execution, order("k-halt", "h-2", BUY, price))
-    await execution.stub.SetTradingState(
+    await changer.stub.SetTradingState(
         pb.SetTradingStateRequest(account_id="k-halt", state=pb.TRADING_STATE_ACTIVE, reason="t")
     )
     await submit(execution, order("k-halt", "h-3", BUY, price))
     # The global state too (every account's inputs include it).
-    await execution.stub.HaltTrading(pb.HaltTradingRequest(all_accounts=True, reason="t"))
+    await changer.stub.HaltTrading(pb.HaltTradingRequest(all_accounts=True, reason="t"))
     assert "HALTED" in await refused(execution, order("k-halt", "h-4", BUY, price))
 
 
-async def test_a_cancel_since_frees_its_size(execution: RunningExecution) -> None:
+async def test_a_cancel_since_frees_its_size(
+    execution: RunningExecution, changer: RunningExecution
+) -> None:
     """The kept inputs count both working orders; a cancel (another path) frees one: the
     third order fits under the position limit only on fresh inputs."""
     price = await last_price(execution) * Decimal("0.9")
     await set_limits(execution, "k-cancel", max_position="0.0025")
     first = await submit(execution, order("k-cancel", "c-1", BUY, price))
     await submit(execution, order("k-cancel", "c-2", BUY, price))
-    await execution.stub.CancelOrder(pb.CancelOrderRequest(order_id=first.order_id))
+    await changer.stub.CancelOrder(pb.CancelOrderRequest(order_id=first.order_id))
     third = await submit(execution, order("k-cancel", "c-3", BUY, price))
     assert third.status == pb.ORDER_STATUS_OPEN
 
@@ -133,7 +158,7 @@ async def test_another_replicas_orders_count(
         await stop_execution(other)
 
 
-async def test_a_fill_since_counts(execution: RunningExecution) -> None:
+async def test_a_fill_since_counts(execution: RunningExecution, changer: RunningExecution) -> None:
     """A fill changes the position (and the account row): the next order is checked on it.
     While REDUCING, a sell is allowed only against a long position - which the kept inputs,
     kept before the fill, do not have."""
@@ -147,7 +172,7 @@ async def test_a_fill_since_counts(execution: RunningExecution) -> None:
     await execution.app.venue.cancel_quietly(placed.order_id)  # the fill is reported by hand
     tick = execution.app.market.last_tick("BTC-USD")
     assert tick is not None
-    await execution.app.commands.on_fill(
+    await changer.app.commands.on_fill(
         VenueFill(
             order_id=placed.order_id,
             venue_trade_id="k-fill-t1",

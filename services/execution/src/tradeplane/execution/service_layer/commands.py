@@ -416,6 +416,9 @@ class ExecutionCommands:
         return done, tx.acked
 
     def _forget(self, account_ids: Sequence[str]) -> None:
+        """Drop kept inputs this process just changed (a fill, a cancel, a limit, a state):
+        the next batch reads them instead of failing its check first. Changes elsewhere
+        (another replica, an admin's SQL) are caught by the check."""
         for account_id in account_ids:
             self._kept.pop(account_id, None)
 
@@ -760,6 +763,7 @@ class ExecutionCommands:
                         loss_streak=portfolio.loss_streak,
                     )
                 )
+        self._forget(account_ids)  # their positions changed: the next batch reads them
         return applied, duplicates
 
     async def _after_fill(self, done: _AppliedFill) -> None:
@@ -790,6 +794,7 @@ class ExecutionCommands:
             await tx.update_order(done)
             tx.add_event(ev.OrderUpdated(done), now)
             legs = await self._open_bracket_legs(tx, order, done, now)
+        self._forget([done.spec.account_id])  # its working orders changed
         metrics.ORDER_UPDATES.labels(done.spec.venue.value, done.status.value).inc()
         self._send_legs(legs)
         return done
@@ -876,6 +881,7 @@ class ExecutionCommands:
             await self._lock_account(tx, limits.account_id)
             await tx.save_risk_limits(limits, changed_by, now)
             tx.add_event(ev.RiskLimitsChanged(limits, changed_by, now), now)
+        self._forget([limits.account_id])
         return limits
 
     async def set_trading_state(
@@ -899,6 +905,7 @@ class ExecutionCommands:
             await tx.save_trading_state(change)
             if not change.state.cancels_open_orders:
                 tx.add_event(ev.TradingStateChanged(change), now)
+        self._forget(list(self._kept) if account_id == GLOBAL else [account_id])
         if not change.state.cancels_open_orders:
             return change
         # Halted: no new order passes the risk check from now on; cancel what is working.
