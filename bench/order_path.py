@@ -14,10 +14,11 @@ machine's speed drifts by +-30%, so interleave runs of the two.
     .venv/bin/python bench/order_path.py [--orders 1500] [--concurrency 1 --concurrency 5]
         [--postgres postgresql://...]
 
-Measured on the 2-vCPU machine (2026-11-29, session 6, 1,500 orders, runs interleaved with the
-session's base): 1 submitter 1.02-1.30 ms of CPU per order (before the literal binding and the
-watched sockets: 1.20-1.94; lower in 6 of 7 pairs), 5 submitters 0.35-0.55 ms (no clear
-difference)."""
+Measured on the 2-vCPU machine (2026-11-29, 1,500 orders): session 7 (kept risk inputs: one
+round trip per batch of intents) 1 submitter 1.02-1.09 ms of CPU per order, 440 orders/s; 5
+submitters 0.36-0.37 ms, 1,380-1,440 orders/s - interleaved with session 6's code: 1.20-1.28
+and 0.41-0.44 ms (350-370 and 980-1,060 orders/s). Session 6 (literal binding, watched
+sockets) against its base: 1 submitter 1.02-1.30 against 1.20-1.94 ms."""
 
 from __future__ import annotations
 

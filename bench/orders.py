@@ -21,20 +21,24 @@ show which part was the bottleneck.
         [--rate 500 ...] [--no-closed] [--postgres postgresql://...] [--sqlite]
 
 Target (issue 4): at least 500 orders/s and p99 under 20 ms on Postgres. Concurrent submits
-share their intent transactions (group commit), venue acks theirs; on Postgres each runs on
-a psycopg connection of its own, one query (several statements) per round trip
-(adapters/pg_writer.py), and an ack of an unchanged order is one statement.
+and venue acks share transactions (group commit); on Postgres an account's batch decides on
+the risk inputs its last batch kept, checked in its one round trip (the previous batch's
+acks, lock and check, the writes, COMMIT), one query (several statements) per round trip
+(adapters/pg_writer.py). Before the phases: 100 orders (not measured), then ANALYZE - a
+database in use has statistics; a seconds-old one would look client order ids up by walking
+the account's orders.
 
-Measured on the 2-vCPU machine (2026-11-29, session 6, final code, defaults, 10 runs in two
-sets, clients 0.21-0.28 ms CPU per order): closed loop 794-1,079 orders/s, p50 9.1-12.1 ms, p99
-13.7-20.3 ms (under 20 ms in 9 of 10), CPU per order 0.83-1.13 ms (service) + 0.51-0.70 ms
-(Postgres), 1.5-1.6 of 2 cores busy; paced at 500/s: p50 4.2-7.1 ms, p99 9.8-21.2 ms (under 20
-ms in 8 of 10). In the machine's slower phases (clients >= 0.28 ms per order) the closed loop
-ran 670-800 orders/s with p99 20-25 ms. So >= 500 orders/s holds and p99 < 20 ms holds except
-in the machine's slower phases: the closed loop's latency is the queue of the service's one
-event loop (about one core at ~0.85-1.2 ms per order). Session 5 (same machine): closed
-725-985 orders/s, p99 16.7-22.5 ms; paced p99 12.4-21.3 ms. History: before the libpq query
-path, once-planned statements and JIT off, paced p50 was 14-26 ms and p99 30-111 ms, an ack
+Measured on the 2-vCPU machine (2026-11-29, session 7, final code, defaults, 10 runs, clients
+0.22-0.27 ms CPU per order): closed loop 913-1,020 orders/s, p50 9.1-10.6 ms, **p99 14.9-18.5
+ms (under 20 ms in 10 of 10)**, CPU per order 0.85-0.94 ms (service) + 0.44-0.49 ms
+(Postgres), 1.38-1.48 of 2 cores busy; paced at 500/s: p50 6.4-7.6 ms, p99 10.0-16.3 ms in 9
+runs and 26.6 in one (a stall of ~30 ms: the occasional one seen in every session, base code
+too), service 1.40-1.45 ms and Postgres 0.83-0.90 ms per order, 1.26-1.35 cores busy. The same
+day on session 6's code: closed 785-975 orders/s, p99 15.2-41.6 ms; paced p99 14.0-21.2 ms,
+service 1.50-1.63 and Postgres 1.08-1.18 ms per order. Session 6: closed 794-1,079 orders/s,
+p99 13.7-20.3 ms (under 20 in 9 of 10), in slower phases 670-800 orders/s with p99 20-25 ms;
+session 5: closed 725-985 orders/s, p99 16.7-22.5 ms. History: before the libpq query path,
+once-planned statements and JIT off, paced p50 was 14-26 ms and p99 30-111 ms, an ack
 statement took 1.6-1.8 ms of Postgres time (now ~0.8), and the fold of the open-size deltas
 90-360 ms; at the start of session 4: 456-634 orders/s, p99 22-37 ms; before the psycopg path:
 95-160 orders/s, p99 81-255 ms."""
