@@ -118,9 +118,9 @@ SELECT coalesce(json_agg(o), '[]') AS known FROM orders o
 # states (global and each account), the positions, the remaining base size of the working
 # orders per (account, product, side) on every product, summed exactly (NUMERIC) from the
 # deltas the orders trigger keeps (migration 0007) - not from the orders, which cost
-# O(working orders) per batch - on every product, and which versions of the rows they come
-# from (migration 0008), in the same snapshot: the service keeps them for the account's next
-# batch (``PgTx.expect_risk_inputs``).
+# O(working orders) per batch - and which versions of the rows they come from (migration
+# 0008), in the same snapshot: the service keeps them for the account's next batch
+# (``PgTx.expect_risk_inputs``).
 RISK_INPUTS = """
 SELECT
   (SELECT coalesce(json_agg(json_build_array(account_id, limits)), '[]')
@@ -596,8 +596,8 @@ class PgTx(PendingEvents):
     """The group commit's unit of work on Postgres: ``BEGIN`` and the reads of a batch in one
     round trip (``batch_inputs``), its writes kept and sent with ``COMMIT`` in another
     (``finish``). Or, for a batch decided on risk inputs kept from the accounts' last batch,
-    one round trip: the account locks, the check that those inputs are still current
-    (``expect_risk_stamps``), the writes and ``COMMIT``."""
+    one round trip: venue acks riding along (``ack_first``), the account locks and the check
+    that those inputs are still current (``expect_risk_inputs``), the writes and ``COMMIT``."""
 
     def __init__(self, conn: Conn, encode: EventEncoder) -> None:
         super().__init__()
