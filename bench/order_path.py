@@ -6,10 +6,10 @@ request mapped as the gRPC servicer maps it) from C concurrent submitters in the
 process, against real Postgres (a throwaway database) and the market service in a process of
 its own, and prints the service process's CPU per order. With one submitter every group-commit
 batch holds one order; with five, batches hold several: the difference is the fixed cost of a
-batch cycle (intent reads, intent writes + COMMIT, the ack, the outbox sequencer's share)
-against the cost of an order, which is what decides the latency at moderate load (at 500
-orders/s the batches hold one or two orders). Use it to compare a change with its base: the
-machine's speed drifts by +-30%, so interleave runs of the two.
+batch cycle (the intents' round trip with COMMIT - two when they read - the ack's, the outbox
+sequencer's share) against the cost of an order, which is what decides the latency at
+moderate load (at 500 orders/s the batches hold one or two orders). Use it to compare a change
+with its base: the machine's speed drifts by +-30%, so interleave runs of the two.
 
     .venv/bin/python bench/order_path.py [--orders 1500] [--concurrency 1 --concurrency 5]
         [--postgres postgresql://...]

@@ -502,11 +502,10 @@ class _SocketWatch:
     again, in case it is gone (a psycopg call on the connection, e.g.
     ``conn.execute("ROLLBACK")``, takes the socket over and removes it; a round trip whose
     answer was there at once never waits): registering over a live registration swaps the
-    callback, no system call. Data that
-    arrives while nobody waits (a notice, the server closing the connection) is read into
-    libpq at once, so the level-triggered poll does not spin; once the connection has
-    failed the watch ends. Also keeps one ``Transformer`` (the loaders) for the
-    connection's results, as a psycopg cursor does."""
+    callback, no system call. Data that arrives while nobody waits (a notice, the server
+    closing the connection) is read into libpq at once, so the level-triggered poll does not
+    spin; once the connection has failed the watch ends. Also keeps one ``Transformer`` (the
+    loaders) for the connection's results, as a psycopg cursor does."""
 
     def __init__(self, conn: Conn) -> None:
         self.loop = asyncio.get_running_loop()

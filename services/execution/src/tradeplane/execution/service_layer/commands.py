@@ -151,7 +151,7 @@ class ExecutionCommands:
         self._now = clock
         # Concurrent submits share transactions (group commit), and so do venue acks: in the
         # same group commit, so the acks of one batch's orders ride in the next batch's
-        # round trip (one transaction, one commit for both; _commit_mixed).
+        # round trip (one transaction, one commit for both; _commit_intents_and_acks).
         self._writes: GroupCommit[_Write, _Outcome] = GroupCommit(
             self._commit_writes, max_batch=MAX_BATCH
         )
@@ -272,15 +272,16 @@ class ExecutionCommands:
         now = self._now()
         if items and all(isinstance(i, _Ack) for i in items):
             return await self._ack_unchanged(cast(Sequence[_Ack], items), now)
-        if all(isinstance(i, _Intent) for i in items):
-            return await self._commit_locked(items, now)
-        return await self._commit_mixed(items, now)
+        return await self._commit_intents_and_acks(items, now)
 
-    async def _commit_mixed(self, items: Sequence[_Write], now: datetime) -> list[_Committed]:
-        """Venue acks and intents in one batch. When the intents decide on kept inputs, the
-        acks of orders still as their intents committed them ride in the intents' one round
-        trip (one transaction, one commit); the other acks, and all of them otherwise, take
-        their own path after."""
+    async def _commit_intents_and_acks(
+        self, items: Sequence[_Write], now: datetime
+    ) -> list[_Committed]:
+        """Intents, with any venue acks queued with them. When the intents' accounts have
+        kept inputs, the batch decides on those in one round trip, the acks of orders still
+        as their intents committed them riding along (one transaction, one commit); a change
+        since sends the intents back to fresh reads (``_commit_locked``). The other acks, and
+        all of them then, take their own path after."""
         acks = [(n, i) for n, i in enumerate(items) if isinstance(i, _Ack)]
         intents = [(n, i) for n, i in enumerate(items) if isinstance(i, _Intent)]
         results: list[_Committed] = [None] * len(items)
@@ -327,14 +328,10 @@ class ExecutionCommands:
         cancel changed meanwhile, an ack without its order, SQLite - take the locking path."""
         results: list[_Committed] = [None] * len(items)
         async with self._store.ack_statement() as tx:
-            if tx is None:
-                ready, slow = [], list(range(len(items)))
-            else:
-                ready, slow = _ackable(items, now)
-            for n, _, acked in ready:
-                assert tx is not None
-                tx.add_event(ev.OrderUpdated(acked), now, items[n].origin)
+            ready, slow = _ackable(items, now) if tx is not None else ([], list(range(len(items))))
             if tx is not None and ready:
+                for n, _, acked in ready:
+                    tx.add_event(ev.OrderUpdated(acked), now, items[n].origin)
                 done = await tx.ack_unchanged([(e, a) for _, e, a in ready])
                 for n, _, acked in ready:
                     if acked.order_id in done:
@@ -353,22 +350,14 @@ class ExecutionCommands:
 
     async def _commit_locked(self, items: Sequence[_Write], now: datetime) -> list[_Committed]:
         """One transaction: the acked orders locked first, then the intents' accounts - the
-        order-then-account lock order of on_fill, so no deadlock - all read at once. A batch
-        of intents only whose accounts' inputs are kept decides on those, checked in its
-        writes' round trip, and on fresh reads if they changed."""
+        order-then-account lock order of on_fill, so no deadlock - all read at once. The
+        inputs of a batch of intents are kept for the accounts' next batch."""
         acks = [(n, i) for n, i in enumerate(items) if isinstance(i, _Ack)]
         intents = [(n, i) for n, i in enumerate(items) if isinstance(i, _Intent)]
         specs = [i.spec for _, i in intents]
         account_ids = sorted({s.account_id for s in specs})
         keys = [(s.account_id, s.client_order_id) for s in specs]
         pairs = sorted({(s.account_id, s.product_id) for s in specs})
-        kept = self._kept_inputs(account_ids, pairs) if intents and not acks else None
-        if kept is not None:
-            try:
-                done, _ = await self._commit_intents([i for _, i in intents], now, kept)
-                return list(done)
-            except KeptInputsRejected:
-                self._forget(account_ids)
         results: list[_Committed] = [None] * len(items)
         lane = WriteLane.INTENTS if intents else WriteLane.ACKS
         async with self._store.write_transaction(lane) as tx:
